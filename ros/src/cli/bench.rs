@@ -1,0 +1,211 @@
+//! `sarm bench <bundle>`: per-step latency of the bundle's models.
+//!
+//! A benchmark, not a test: it prints what this machine measures. int8 is
+//! reported next to fp32 from the same run, as a ratio.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use image::RgbImage;
+use sarm_runtime::encoder::ImageEncoder;
+use sarm_runtime::reward::{RewardModel, StepTimings};
+use sarm_runtime::{Bundle, HeadKind, Precision};
+
+use super::{BundleArg, PrecisionArg};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub bundle: BundleArg,
+    /// Timed iterations per step.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: u32,
+    /// Untimed iterations first (caches, lazy initialisation).
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u32,
+    /// Precisions of the reward models to measure (the encoder is fp32).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::All)]
+    pub precision: PrecisionArg,
+    /// Camera image size fed to the encoder, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    pub image_size: (u32, u32),
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, found {s:?}"))?;
+    let parse = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=16384).contains(n))
+            .ok_or_else(|| format!("bad image size {s:?}: sides must be 1..=16384"))
+    };
+    Ok((parse(w)?, parse(h)?))
+}
+
+/// Latency of one step.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    step: String,
+    precision: &'static str,
+    iterations: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+}
+
+struct Recorder(Histogram<u64>);
+
+impl Recorder {
+    fn new() -> anyhow::Result<Self> {
+        // 1 µs .. 60 s, 3 significant digits.
+        Ok(Recorder(Histogram::new_with_bounds(1, 60_000_000, 3)?))
+    }
+    fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 60_000_000);
+        let _ = self.0.record(us);
+    }
+    fn row(&self, step: &str, precision: &'static str) -> Row {
+        Row {
+            step: step.to_string(),
+            precision,
+            iterations: self.0.len(),
+            p50_ms: self.0.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: self.0.value_at_quantile(0.99) as f64 / 1000.0,
+            mean_ms: self.0.mean() / 1000.0,
+        }
+    }
+}
+
+/// A deterministic test pattern (no RNG dependency, same every run).
+fn test_image(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x * 255 / w.max(1)) as u8,
+            (y * 255 / h.max(1)) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    })
+}
+
+/// Deterministic pseudo-random values in [-1, 1) (xorshift).
+fn fill_pseudo_random(buf: &mut [f32], seed: u64) {
+    let mut x = seed.max(1);
+    for v in buf {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *v = ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+    }
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let bundle = Bundle::load(&args.bundle.bundle)
+        .with_context(|| format!("loading bundle {}", args.bundle.bundle.display()))?;
+    let n = args.iterations;
+    let mut rows = Vec::new();
+
+    eprintln!(
+        "sarm bench: {} ({} warm-up + {} timed iterations per step)",
+        bundle.name(),
+        args.warmup,
+        n
+    );
+    let (w, h) = args.image_size;
+    eprintln!("  image encoder ({w}x{h} input) ...");
+    let mut encoder = ImageEncoder::load(&bundle)?;
+    let img = test_image(w, h);
+    let mut feats = vec![0.0; encoder.output_dim()];
+    let (mut pre, mut model) = (Recorder::new()?, Recorder::new()?);
+    for i in 0..args.warmup + n {
+        let t0 = Instant::now();
+        encoder.preprocess(&img)?;
+        let t1 = Instant::now();
+        encoder.run_prepared(&mut feats)?;
+        if i >= args.warmup {
+            pre.record(t1 - t0);
+            model.record(t1.elapsed());
+        }
+    }
+    rows.push(pre.row("encoder preprocess", "fp32"));
+    rows.push(model.row("encoder model", "fp32"));
+
+    for precision in args.precision.expand() {
+        if !bundle.precisions().contains(&precision) {
+            eprintln!("  {precision}: not in this bundle, skipped");
+            continue;
+        }
+        eprintln!("  reward models ({precision}) ...");
+        let mut rm = RewardModel::load(&bundle, precision)?;
+        rm.set_text(bundle.task_embedding(None)?);
+        fill_pseudo_random(rm.image_input(), 1);
+        fill_pseudo_random(rm.state_input(), 2);
+        let mut scores = rm.new_scores();
+        let mut timings = StepTimings::default();
+        let mut stage = Recorder::new()?;
+        let mut subtask: Vec<Recorder> = bundle
+            .heads
+            .iter()
+            .map(|_| Recorder::new())
+            .collect::<Result<_, _>>()?;
+        let mut step = Recorder::new()?;
+        for i in 0..args.warmup + n {
+            let t0 = Instant::now();
+            rm.run_timed(&mut scores, Some(&mut timings))?;
+            if i >= args.warmup {
+                step.record(t0.elapsed());
+                stage.record(timings.stage);
+                for (r, d) in subtask.iter_mut().zip(&timings.subtask) {
+                    r.record(*d);
+                }
+            }
+        }
+        let p = precision.as_str();
+        rows.push(stage.row("stage model", p));
+        for (head, r) in bundle.heads.iter().zip(&subtask) {
+            rows.push(r.row(&format!("subtask model ({})", head.kind), p));
+        }
+        rows.push(step.row("reward step (all heads)", p));
+    }
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<26} {:>5} {:>7} {:>10} {:>10} {:>10}",
+        "step", "prec", "n", "p50 ms", "p99 ms", "mean ms"
+    );
+    for r in &rows {
+        println!(
+            "{:<26} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
+            r.step, r.precision, r.iterations, r.p50_ms, r.p99_ms, r.mean_ms
+        );
+    }
+    let find = |step: &str, p: Precision| {
+        rows.iter()
+            .find(|r| r.step == step && r.precision == p.as_str())
+            .map(|r| r.p50_ms)
+    };
+    let mut steps = vec![
+        "stage model".to_string(),
+        "reward step (all heads)".to_string(),
+    ];
+    steps.extend(
+        [HeadKind::Sparse, HeadKind::Dense]
+            .iter()
+            .filter(|k| bundle.head(**k).is_some())
+            .map(|k| format!("subtask model ({k})")),
+    );
+    for s in &steps {
+        if let (Some(a), Some(b)) = (find(s, Precision::Fp32), find(s, Precision::Int8)) {
+            println!("int8/fp32 p50 ratio, {s}: {:.2}", b / a);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! sarm-runtime: the engine that runs LeRobot-trained SARM reward models.
+//!
+//! Layers, bottom up:
+//! - [`bundle`]: the model bundle (manifest + ONNX files) and its validation;
+//! - [`backend`]: tract-onnx graphs with checked tensor signatures;
+//! - [`preprocess`], [`encoder`], [`state`]: camera image and joint state to
+//!   model inputs;
+//! - [`window`], [`cache`]: which frames a window reads, and the per-frame
+//!   embedding cache;
+//! - [`reward`], [`progress`], [`smoothing`]: LeRobot's stage/subtask
+//!   step, global progress from the temporal proportions, and optional
+//!   confidence-weighted smoothing;
+//! - [`scorer`]: the per-episode loop tying them together.
+//!
+//! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
+
+pub mod backend;
+pub mod bundle;
+pub mod cache;
+pub mod encoder;
+pub mod preprocess;
+pub mod progress;
+pub mod reward;
+pub mod scorer;
+pub mod smoothing;
+pub mod state;
+pub mod window;
+
+pub use bundle::{Bundle, BundleError, HeadKind, Precision};
+pub use scorer::{FrameData, FrameScore, HeadScore, ScoreError, Scorer, ScorerConfig};

@@ -1,0 +1,62 @@
+//! Shared loading of the committed test bundle and LeRobot's golden vectors.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub fn bundle_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/sarm-test")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RewardGolden {
+    pub task: String,
+    pub episodes: Vec<Episode>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Episode {
+    pub episode_index: usize,
+    pub length: usize,
+    pub frame_features: Vec<Vec<f32>>,
+    pub joint_positions: Vec<Vec<f32>>,
+    pub windows: Vec<Window>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Window {
+    pub layout: String,
+    pub scored_frame: usize,
+    pub frame_indices: Vec<usize>,
+    pub readout: usize,
+    pub heads: BTreeMap<String, HeadGolden>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HeadGolden {
+    pub stage_probs: Vec<Vec<f32>>,
+    pub confidence: Vec<f32>,
+    pub progress: Vec<f32>,
+}
+
+impl HeadGolden {
+    pub fn argmax(&self, t: usize) -> usize {
+        let p = &self.stage_probs[t];
+        let mut best = 0;
+        for i in 1..p.len() {
+            if p[i] > p[best] {
+                best = i;
+            }
+        }
+        best
+    }
+}
+
+pub fn reward_golden() -> RewardGolden {
+    let path = bundle_dir().join("golden/reward.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}

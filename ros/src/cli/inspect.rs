@@ -50,7 +50,7 @@ fn summary(bundle: &Bundle) -> anyhow::Result<String> {
         writeln!(s, "  {lib:<17} {v}")?;
     }
     for (k, v) in &m.provenance.extra {
-        writeln!(s, "  {k:<17} {v}")?;
+        write_value(&mut s, k, v)?;
     }
 
     let e = &m.image_encoder;
@@ -170,4 +170,18 @@ fn write_signature(
         writeln!(s, "    out {name:<16} {fact}")?;
     }
     Ok(())
+}
+
+/// Nested provenance tables, one dotted key per line.
+fn write_value(s: &mut String, key: &str, v: &toml::Value) -> std::fmt::Result {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                write_value(s, &format!("{key}.{k}"), v)?;
+            }
+            Ok(())
+        }
+        toml::Value::String(text) => writeln!(s, "  {key:<17} {text}"),
+        other => writeln!(s, "  {key:<17} {other}"),
+    }
 }

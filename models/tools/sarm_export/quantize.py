@@ -1,0 +1,192 @@
+"""INT8 QDQ quantization of the transformer graphs (MatMul/Gemm only, per-tensor)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .onnx_utils import FORBIDDEN_OPS, QDQ_OPS, TRANSFORMER_OPS, check_ops, name_nodes_after_outputs, op_counts
+
+QUANTIZED_OPS = ["MatMul", "Gemm"]
+
+
+class _Reader:
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - not used by MinMax
+        pass
+
+
+def quantize_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: list[dict[str, np.ndarray]],
+    activation_type: str = "QUInt8",
+    activation_symmetric: bool = False,
+) -> dict:
+    """quantize_static in QDQ format; returns a description recorded in provenance."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("INT8 quantization needs at least one calibration sample")
+    act = {"QUInt8": QuantType.QUInt8, "QInt8": QuantType.QInt8}[activation_type]
+    with tempfile.TemporaryDirectory() as td:
+        pre = Path(td) / "pre.onnx"
+        preprocessed = True
+        try:
+            # shape inference only: ORT graph optimisations could introduce non-standard fused ops
+            quant_pre_process(str(fp32_path), str(pre), skip_optimization=True, skip_onnx_shape=False,
+                              skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001 - symbolic shape inference is best effort
+            shutil.copy(fp32_path, pre)
+            preprocessed = False
+        quantize_static(
+            str(pre),
+            str(int8_path),
+            _Reader(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=False,
+            reduce_range=False,
+            activation_type=act,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={
+                "ActivationSymmetric": activation_symmetric,
+                "WeightSymmetric": True,
+                "QuantizeBias": True,
+                # MatMul/Gemm outputs stay float (no Q/DQ after them)
+                "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
+            },
+        )
+    model = onnx.load(str(int8_path))
+    _restrict_qdq_to_matmul(model)
+    name_nodes_after_outputs(model)
+    # drop value_info the quantizer copies from pre-processing (symbolic names like unk__0)
+    del model.graph.value_info[:]
+    del model.metadata_props[:]
+    onnx.save(model, str(int8_path))
+    check_int8(int8_path)
+    return {
+        "method": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "op_types": QUANTIZED_OPS,
+        "per_channel": False,
+        "activation_type": activation_type,
+        "activation_symmetric": activation_symmetric,
+        "weight_type": "QInt8",
+        "weight_symmetric": True,
+        "calibration_method": "MinMax",
+        "output_quantization": "none (OpTypesToExcludeOutputQuantization=MatMul,Gemm)",
+        "float_consumers": "rewired to the float tensor (Q/DQ only feed MatMul/Gemm)",
+        "calibration_samples": len(calibration),
+        "quant_pre_process": "shape inference only" if preprocessed else "skipped",
+    }
+
+
+def _restrict_qdq_to_matmul(model: onnx.ModelProto) -> None:
+    """Keep activation Q/DQ pairs only in front of MatMul/Gemm.
+
+    quantize_static inserts one Q/DQ pair per quantized tensor and routes *every* consumer
+    through it, so residual Adds / LayerNorms that share a MatMul's input would also see the
+    quantized value.  Those float consumers are rewired to the original float tensor; Q/DQ
+    nodes left without consumers are removed.
+    """
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    graph_outputs = {o.name for o in g.output}
+    for n in g.node:
+        if n.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(n.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # weight / bias DQ from an initializer
+        if n.output[0] in graph_outputs:
+            raise RuntimeError(f"quantized graph output {n.output[0]} (unexpected)")
+        float_src = q.input[0]
+        for c in g.node:
+            if c.op_type in QUANTIZED_OPS:
+                continue
+            for i, name in enumerate(c.input):
+                if name == n.output[0]:
+                    c.input[i] = float_src
+    # dead code elimination
+    while True:
+        used = {i for n in g.node for i in n.input} | graph_outputs
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {i for n in g.node for i in n.input}
+    for t in list(g.initializer):
+        if t.name not in used:
+            g.initializer.remove(t)
+
+
+def check_int8(path: Path) -> dict:
+    """Assert the graph uses only QuantizeLinear/DequantizeLinear around MatMul/Gemm.
+
+    Returns a summary (counts of quantized MatMul/Gemm, Q/DQ nodes)."""
+    counts = check_ops(path, TRANSFORMER_OPS | QDQ_OPS, "int8 graph")
+    bad = sorted(set(counts) & FORBIDDEN_OPS)
+    assert not bad, bad
+    model = onnx.load(str(path))
+    g = model.graph
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name: t for t in g.initializer}
+    const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+
+    def const_value(name):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in const_nodes:
+            return numpy_helper.to_array(const_nodes[name].attribute[0].t)
+        return None
+
+    n_q = n_dq = 0
+    for n in g.node:
+        if n.op_type not in QDQ_OPS:
+            continue
+        scale = const_value(n.input[1])
+        if scale is None or scale.size != 1:
+            raise RuntimeError(f"{path}: {n.op_type} {n.name} is not per-tensor")
+        if n.op_type == "QuantizeLinear":
+            n_q += 1
+            for c in consumers.get(n.output[0], []):
+                if c.op_type != "DequantizeLinear":
+                    raise RuntimeError(f"{path}: QuantizeLinear {n.name} feeds {c.op_type}")
+        else:
+            n_dq += 1
+            for c in consumers.get(n.output[0], []):
+                if c.op_type not in QUANTIZED_OPS:
+                    raise RuntimeError(f"{path}: DequantizeLinear {n.name} feeds {c.op_type}")
+    quantized = 0
+    for n in g.node:
+        if n.op_type in QUANTIZED_OPS:
+            srcs = [producer.get(i) for i in n.input[:2]]
+            if all(s is not None and s.op_type == "DequantizeLinear" for s in srcs):
+                quantized += 1
+    if quantized == 0:
+        raise RuntimeError(f"{path}: no MatMul/Gemm was quantized")
+    return {
+        "quantized_matmul_gemm": quantized,
+        "total_matmul_gemm": sum(counts[o] for o in QUANTIZED_OPS),
+        "quantize_linear": n_q,
+        "dequantize_linear": n_dq,
+        "ops": dict(sorted(op_counts(path).items())),
+    }

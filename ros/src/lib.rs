@@ -6,4 +6,6 @@
 pub mod bag;
 pub mod image;
 pub mod joints;
+pub mod label;
 pub mod msg;
+pub mod progress_parquet;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod inspect;
+mod label;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,12 @@ pub enum Command {
     /// Reports p50/p99 of the image encoder, the stage model and the subtask
     /// model, fp32 and int8, and the int8/fp32 ratio measured in the same run.
     Bench(bench::BenchArgs),
+    /// Score a recorded episode (rosbag2 MCAP) offline and write LeRobot's
+    /// sarm_progress.parquet (and optionally MCAP of Progress messages).
+    ///
+    /// Runs the engine's scorer exactly as a live node feeds it: images decoded, joints
+    /// reordered by name, frames taken at the bundle's rate by header stamp.
+    Label(label::LabelArgs),
 }
 
 /// Which precisions a command covers.
@@ -63,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Label(args) => label::run(&args),
     }
 }

@@ -1,0 +1,179 @@
+//! `sarm label <bag> --bundle <dir> --out <file.parquet>`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sarm_ros::bag::McapOut;
+use sarm_ros::label::{label_bag, LabelOptions};
+use sarm_ros::msg::{Header, Progress, Time};
+use sarm_ros::progress_parquet::{self, ProgressRow};
+use sarm_runtime::{Bundle, HeadKind, ScorerConfig};
+
+use super::PrecisionArg;
+
+#[derive(Debug, clap::Args)]
+pub struct LabelArgs {
+    /// rosbag2 bag: a folder with metadata.yaml, or a single .mcap file.
+    #[arg(value_name = "BAG")]
+    pub bag: PathBuf,
+    /// Model bundle folder.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Output parquet (LeRobot's sarm_progress.parquet columns).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the Progress messages to this MCAP file (opens in Foxglove / ros2 bag).
+    #[arg(long)]
+    pub mcap: Option<PathBuf>,
+    /// Camera topic (sensor_msgs/CompressedImage or Image).
+    #[arg(long, default_value = "/camera/top/image_raw/compressed")]
+    pub camera_topic: String,
+    /// Joint-state topic (sensor_msgs/JointState).
+    #[arg(long, default_value = "/joint_states")]
+    pub joints_topic: String,
+    /// Reward-model precision.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
+    /// Score every N-th frame and interpolate the rest, as LeRobot's --stride does.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stride: u32,
+    /// Episode index written to the outputs.
+    #[arg(long, default_value_t = 0)]
+    pub episode_index: i64,
+    /// Dataset index of the episode's first frame (the `index` column).
+    #[arg(long, default_value_t = 0)]
+    pub index_offset: i64,
+    /// Robot id written to the Progress messages.
+    #[arg(long, default_value = "robot")]
+    pub robot_id: String,
+    /// Camera/joint stamp difference above which a pair is counted as late, in ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub joint_slop_ms: f64,
+}
+
+pub fn run(args: &LabelArgs) -> anyhow::Result<()> {
+    let bundle = Bundle::load(&args.bundle)
+        .with_context(|| format!("loading bundle {}", args.bundle.display()))?;
+    let precision = match args.precision {
+        PrecisionArg::Fp32 => sarm_runtime::Precision::Fp32,
+        PrecisionArg::Int8 => sarm_runtime::Precision::Int8,
+        PrecisionArg::All => anyhow::bail!("--precision takes fp32 or int8 here"),
+    };
+    if !(args.joint_slop_ms.is_finite() && args.joint_slop_ms >= 0.0) {
+        anyhow::bail!(
+            "--joint-slop-ms must be a number >= 0, found {}",
+            args.joint_slop_ms
+        );
+    }
+    let opts = LabelOptions {
+        camera_topic: args.camera_topic.clone(),
+        joints_topic: args.joints_topic.clone(),
+        scorer: ScorerConfig {
+            precision,
+            stride: args.stride as usize,
+            ..ScorerConfig::default()
+        },
+        joint_slop_ns: (args.joint_slop_ms * 1e6) as i64,
+    };
+    eprintln!(
+        "sarm label: {} with {} ({precision})",
+        args.bag.display(),
+        bundle.name()
+    );
+
+    let heads: Vec<HeadKind> = bundle.heads.iter().map(|h| h.kind).collect();
+    let mut scored: Vec<(i64, Vec<f32>)> = Vec::new();
+    let mut mcap = match &args.mcap {
+        Some(p) => Some(McapOut::create(p)?),
+        None => None,
+    };
+    let mut previous: Vec<Option<f32>> = vec![None; heads.len()];
+    let mut seq = 0u64;
+    let mut mcap_error = None;
+    let report = label_bag(&args.bag, &bundle, &opts, |s, stamp| {
+        scored.push((
+            s.frame_index as i64,
+            s.heads.iter().map(|h| h.progress).collect(),
+        ));
+        if s.frame_index % 100 == 0 {
+            eprint!("\r  frame {}", s.frame_index);
+        }
+        if let Some(out) = mcap.as_mut() {
+            for (hi, h) in s.heads.iter().enumerate() {
+                let reward = previous[hi].map_or(0.0, |p| h.progress - p);
+                previous[hi] = Some(h.progress);
+                seq += 1;
+                let msg = Progress {
+                    header: Header {
+                        stamp: Time::from_nanos(stamp),
+                        frame_id: "sarm".into(),
+                    },
+                    robot_id: args.robot_id.clone(),
+                    episode_index: args.episode_index,
+                    frame_index: s.frame_index as i64,
+                    seq,
+                    head: h.kind.as_str().into(),
+                    stage: h.stage as u32,
+                    stage_confidence: h.confidence,
+                    stage_probs: h.probs.to_vec(),
+                    stage_progress: h.tau,
+                    progress: h.progress,
+                    progress_smoothed: h.smoothed.unwrap_or(h.progress),
+                    reward,
+                };
+                if let Err(e) = out.write("/sarm/progress", stamp.max(0) as u64, &msg) {
+                    mcap_error.get_or_insert(e);
+                }
+            }
+        }
+    })?;
+    eprintln!();
+    if let Some(e) = mcap_error {
+        return Err(e.into());
+    }
+    if let Some(out) = mcap {
+        out.finish()?;
+    }
+    if scored.is_empty() {
+        anyhow::bail!("no frame could be scored (see the counts above)");
+    }
+
+    // Every frame of the episode, interpolated between scored frames (stride > 1).
+    let frames = report.camera_frames_in_episode(&scored);
+    let xs: Vec<i64> = scored.iter().map(|(f, _)| *f).collect();
+    let column = |hi: usize| {
+        let ys: Vec<f32> = scored.iter().map(|(_, p)| p[hi]).collect();
+        progress_parquet::interpolate(&xs, &ys, 0..frames)
+    };
+    let sparse = column(0);
+    let dense = heads.iter().position(|h| *h == HeadKind::Dense).map(column);
+    let rows: Vec<ProgressRow> = (0..frames as usize)
+        .map(|f| ProgressRow {
+            index: args.index_offset + f as i64,
+            episode_index: args.episode_index,
+            frame_index: f as i64,
+            progress_sparse: sparse[f],
+            progress_dense: dense.as_ref().map(|d| d[f]),
+        })
+        .collect();
+    progress_parquet::write(&args.out, &rows, &bundle.dir.display().to_string())?;
+
+    println!(
+        "labelled {} frames ({} scored) from {} camera and {} joint messages",
+        rows.len(),
+        scored.len(),
+        report.camera_messages,
+        report.joint_messages
+    );
+    for (reason, n) in report.counts.iter().chain(report.bag.skipped.iter()) {
+        println!("  {reason}: {n}");
+    }
+    for d in &report.bag.damaged {
+        println!("  damaged: {d}");
+    }
+    println!("wrote {}", args.out.display());
+    if let Some(p) = &args.mcap {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{FileRef, HeadSpec, Manifest, WindowLayout, SCHEMA_VERSION};
+use super::manifest::{FileRef, HeadSpec, Manifest, SCHEMA_VERSION};
 use super::{Bundle, BundleError, Head, HeadKind, Precision};
 use crate::progress::Breakpoints;
 use crate::window::WindowSpec;
@@ -228,14 +228,6 @@ fn check_manifest(m: &Manifest) -> Result<()> {
                 key,
             ));
         }
-    }
-    if m.window.layout == WindowLayout::Centered && m.window.offsets.iter().all(|o| *o <= 0) {
-        // Caught in more detail by WindowSpec; this one names the intent.
-        return Err(BundleError::mismatch(
-            "window.offsets",
-            "future offsets for a centered window",
-            format!("{:?}", m.window.offsets),
-        ));
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! write is read back by mcap-ros2-support.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use image::RgbImage;
+
+mod common;
+use common::run_python;
 use sarm_ros::bag::{read_bag, McapOut};
 use sarm_ros::image::decode_compressed;
 use sarm_ros::msg::{CompressedImage, Header, JointState, Progress, RosMessage, Time};
@@ -119,18 +121,6 @@ fn progress(i: i64) -> Progress {
     }
 }
 
-/// Python with mcap-ros2-support, installed by .ci/run.
-fn interop_python() -> PathBuf {
-    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/.venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: create it with `python3 -m venv ros/tests/interop/.venv && \
-         ros/tests/interop/.venv/bin/pip install -r ros/tests/interop/requirements.txt` (.ci/run does)",
-        py.display()
-    );
-    py
-}
-
 #[test]
 fn mcap_we_write_is_read_by_mcap_ros2_support() {
     let path = std::env::temp_dir().join(format!("sarm-progress-{}.mcap", std::process::id()));
@@ -148,18 +138,8 @@ fn mcap_we_write_is_read_by_mcap_ros2_support() {
     assert_eq!(ours, (0..5).map(progress).collect::<Vec<_>>());
 
     // Then an independent decoder.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_mcap.py");
-    let output = Command::new(interop_python())
-        .arg(script)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+    let stdout = run_python("read_mcap.py", &path);
+    let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

@@ -8,39 +8,15 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::run_python;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/label")
-}
-
-fn python() -> PathBuf {
-    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/.venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run tests/setup.sh",
-        py.display()
-    );
-    py
-}
-
-fn run_python(script: &str, arg: &std::path::Path) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(script);
-    let out = Command::new(python())
-        .arg(script)
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn label(extra: &[&str], tag: &str) -> (PathBuf, PathBuf, String) {

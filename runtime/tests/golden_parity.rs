@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bundle_dir, reward_golden, Episode, Window};
+use common::{bundle_dir, reward_golden, stream, Episode, Window};
 use sarm_runtime::bundle::manifest::WindowLayout;
 use sarm_runtime::reward::RewardModel;
 use sarm_runtime::state::StateNormalizer;
@@ -201,22 +201,6 @@ fn int8_agrees_with_lerobot() {
         max_diff <= INT8_PROGRESS_BOUND,
         "int8 progress diff {max_diff}"
     );
-}
-
-/// Streams an episode through the scorer; returns the emitted scores.
-fn stream(scorer: &mut Scorer, ep: &Episode) -> Vec<FrameScore> {
-    let mut out = Vec::new();
-    for f in 0..ep.length {
-        scorer
-            .push(
-                FrameData::Features(&ep.frame_features[f]),
-                &ep.joint_positions[f],
-                &mut |s| out.push(s.clone()),
-            )
-            .unwrap();
-    }
-    scorer.finish(&mut |s| out.push(s.clone())).unwrap();
-    out
 }
 
 fn check_stream(out: &[FrameScore], ep: &Episode, layout: &str, expect_frames: &[usize]) {

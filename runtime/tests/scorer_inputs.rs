@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bundle_dir, reward_golden};
+use common::{bundle_dir, reward_golden, stream};
 use sarm_runtime::{Bundle, FrameData, ScoreError, Scorer, ScorerConfig};
 
 #[test]
@@ -125,17 +125,7 @@ fn smoothing_is_reported_next_to_raw_progress() {
         ..ScorerConfig::default()
     };
     let mut scorer = Scorer::features_only(&bundle, &config).unwrap();
-    let mut out = Vec::new();
-    for f in 0..ep.length {
-        scorer
-            .push(
-                FrameData::Features(&ep.frame_features[f]),
-                &ep.joint_positions[f],
-                &mut |s| out.push(s.clone()),
-            )
-            .unwrap();
-    }
-    scorer.finish(&mut |s| out.push(s.clone())).unwrap();
+    let out = stream(&mut scorer, ep);
     // Frame 0: the first smoothed value is the raw value itself (to eps).
     for h in &out[0].heads {
         assert!((h.smoothed.unwrap() - h.progress).abs() < 1e-5);

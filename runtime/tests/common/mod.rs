@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use sarm_runtime::{FrameData, FrameScore, Scorer};
 use serde::Deserialize;
 
 pub fn bundle_dir() -> PathBuf {
@@ -59,4 +60,20 @@ pub fn reward_golden() -> RewardGolden {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// Streams an episode's features through the scorer; returns every score.
+pub fn stream(scorer: &mut Scorer, ep: &Episode) -> Vec<FrameScore> {
+    let mut out = Vec::new();
+    for f in 0..ep.length {
+        scorer
+            .push(
+                FrameData::Features(&ep.frame_features[f]),
+                &ep.joint_positions[f],
+                &mut |s| out.push(s.clone()),
+            )
+            .unwrap();
+    }
+    scorer.finish(&mut |s| out.push(s.clone())).unwrap();
+    out
 }

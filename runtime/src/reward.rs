@@ -198,6 +198,12 @@ impl RewardModel {
         self.state.data_mut()
     }
 
+    /// Both window inputs at once, `([T][image_dim], [T][state_dim])`, so a
+    /// window is filled with one borrow of each buffer.
+    pub fn window_inputs(&mut self) -> (&mut [f32], &mut [f32]) {
+        (self.image.data_mut(), self.state.data_mut())
+    }
+
     /// Sets the task embedding (kept across windows).
     pub fn set_text(&mut self, embedding: &[f32]) {
         let dst = self.text.data_mut();

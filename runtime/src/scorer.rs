@@ -374,11 +374,12 @@ impl Scorer {
     ) -> Result<(), ScoreError> {
         let t = self.window.len();
         self.window.indices(scored, last, &mut self.indices[..t]);
+        let (d, s) = (self.image_dim, self.state_dim);
+        let (image_in, state_in) = self.reward.window_inputs();
         for (pos, &frame) in self.indices[..t].iter().enumerate() {
             let (feat, state) = self.cache.get(frame).ok_or(ScoreError::Missing { frame })?;
-            let (d, s) = (self.image_dim, self.state_dim);
-            self.reward.image_input()[pos * d..(pos + 1) * d].copy_from_slice(feat);
-            self.reward.state_input()[pos * s..(pos + 1) * s].copy_from_slice(state);
+            image_in[pos * d..(pos + 1) * d].copy_from_slice(feat);
+            state_in[pos * s..(pos + 1) * s].copy_from_slice(state);
         }
         self.reward.run(&mut self.scores)?;
 

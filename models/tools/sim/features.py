@@ -45,13 +45,14 @@ def main(argv=None) -> int:
     ap.add_argument("--root", type=Path, default=common.WORK)
     ap.add_argument("--split", action="append", default=None)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--reverse", action="store_true", help="last episode first (to run two at once)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from sarm_export.encoders import load_efficientnet_lite0
 
     enc = load_efficientnet_lite0()
     for split in args.split or ["eval", "train"]:
-        for ep in common.episodes(split, args.root):
+        for ep in common.episodes(split, args.root)[:: -1 if args.reverse else 1]:
             out = ep / "feat10.npz"
             if out.exists() and not args.force:
                 continue

@@ -37,7 +37,7 @@ pub enum CdrError {
 }
 
 /// A ROS 2 message: its full type name and ordered field table.
-pub trait RosMessage: Serialize + DeserializeOwned + Sized {
+pub trait RosMessage: Serialize + DeserializeOwned + Clone + Send + Sized + 'static {
     /// `pkg/msg/Name`.
     const TYPE_NAME: &'static str;
     /// `(field name, ROS type)` in declaration order.

@@ -2,6 +2,8 @@
 //! fixtures/make_cdr_fixtures.py): we decode them to the same values and
 //! encode the same values to the same bytes.
 
+mod common;
+
 use sarm_ros::msg::{
     CompressedImage, DiagnosticArray, EpisodeEvent, Image, JointState, Progress, RosMessage,
     SampleWeight,
@@ -57,4 +59,21 @@ fn rosbags_cdr_roundtrips_byte_for_byte() {
         seen.push(ty.to_string());
     }
     assert_eq!(seen.len(), 7);
+}
+
+/// rmw_zenoh (Iron and later) puts RIHS01 type hashes in its keys; ours
+/// must be rosbags' (an independent REP-2016 implementation) for every type.
+#[test]
+fn type_hashes_match_rosbags() {
+    let msg_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sarm_msgs/msg");
+    let out = common::run_python("type_hashes.py", &msg_dir);
+    let hashes: serde_json::Map<String, Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(hashes.len(), 11);
+    for (name, expected) in hashes {
+        assert_eq!(
+            sarm_ros::type_hash::rihs01_of(&name).as_deref(),
+            expected.as_str(),
+            "{name}"
+        );
+    }
 }

@@ -3,10 +3,16 @@
 mod bench;
 mod inspect;
 mod label;
+mod replay;
+mod run;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sarm_ros::dds::DdsConfig;
+use sarm_ros::transport::{TransportConfig, TransportKind};
+use sarm_ros::zenoh_link::{RosDistro, ZenohSessionConfig};
 use sarm_runtime::Precision;
 
 /// The on-robot runtime for stage-aware reward models (SARM).
@@ -38,6 +44,20 @@ pub enum Command {
     /// Runs the engine's scorer exactly as a live node feeds it: images decoded, joints
     /// reordered by name, frames taken at the bundle's rate by header stamp.
     Label(label::LabelArgs),
+    /// Run the node: score camera and joint topics live and publish stage,
+    /// progress and episode events (the product's main job).
+    ///
+    /// Without arguments it runs the embedded default: the bundled model
+    /// scores a bundled recorded episode replayed in real time over Zenoh on
+    /// loopback inside this process, shows the live view, writes the results
+    /// to a new folder under sarm_out/ and exits with a summary.
+    Run(Box<run::RunArgs>),
+    /// Publish a recorded episode's topics (rosbag2 MCAP) with their
+    /// original timing, over DDS or Zenoh (rmw_zenoh key layout).
+    ///
+    /// Messages are sent unchanged (original header stamps); only topics of
+    /// types sarm knows are published, the others are listed and skipped.
+    Replay(replay::ReplayArgs),
 }
 
 /// Which precisions a command covers.
@@ -71,5 +91,70 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Label(args) => label::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
+    }
+}
+
+/// Which ROS 2 transport to use and how to join it (shared by the commands
+/// that talk to ROS 2).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransportArgs {
+    /// ROS 2 transport.
+    #[arg(long, value_enum, default_value_t = TransportKind::Dds)]
+    pub transport: TransportKind,
+    /// ROS_DOMAIN_ID (default: the environment's ROS_DOMAIN_ID, else 0).
+    #[arg(long)]
+    pub domain_id: Option<u16>,
+    /// ROS 2 namespace of the node.
+    #[arg(long, default_value = "/")]
+    pub namespace: String,
+    /// DDS: use only this interface, by address (repeatable; e.g. 127.0.0.1).
+    #[arg(long = "interface", value_name = "ADDR")]
+    pub interfaces: Vec<IpAddr>,
+    /// Zenoh: session config file (JSON5), e.g. launch/zenoh/peer.json5.
+    #[arg(long, value_name = "FILE")]
+    pub zenoh_config: Option<PathBuf>,
+    /// Zenoh: endpoint to listen on (repeatable), e.g. tcp/127.0.0.1:7447.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zenoh_listen: Vec<String>,
+    /// Zenoh: endpoint to connect to (repeatable), e.g. tcp/127.0.0.1:7447 (an rmw_zenohd router).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zenoh_connect: Vec<String>,
+    /// Zenoh: turn multicast and gossip scouting off (only the endpoints above).
+    #[arg(long)]
+    pub zenoh_no_scouting: bool,
+    /// rmw_zenoh key format: humble, or jazzy (also iron, kilted, rolling).
+    #[arg(long, default_value = "jazzy")]
+    pub ros_distro: RosDistro,
+}
+
+impl TransportArgs {
+    pub fn to_config(&self, node_name: &str) -> anyhow::Result<TransportConfig> {
+        let domain_id = match self.domain_id {
+            Some(d) => d,
+            None => match std::env::var("ROS_DOMAIN_ID") {
+                Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("ROS_DOMAIN_ID must be a number 0..=232, found {v:?}")
+                })?,
+                _ => 0,
+            },
+        };
+        Ok(TransportConfig {
+            dds: DdsConfig {
+                domain_id,
+                interfaces: self.interfaces.clone(),
+                node_name: node_name.into(),
+                namespace: self.namespace.clone(),
+            },
+            zenoh: ZenohSessionConfig {
+                file: self.zenoh_config.clone(),
+                mode: None,
+                listen: self.zenoh_listen.clone(),
+                connect: self.zenoh_connect.clone(),
+                scouting: self.zenoh_no_scouting.then_some(false),
+            },
+            distro: self.ros_distro,
+        })
     }
 }

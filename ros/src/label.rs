@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use image::RgbImage;
+use sarm_runtime::rate::RateGate;
 use sarm_runtime::{Bundle, FrameData, FrameScore, Scorer, ScorerConfig};
 
 use crate::bag::{read_bag, BagError, ReadStats};
@@ -71,12 +72,6 @@ pub struct LabelReport {
 }
 
 impl LabelReport {
-    /// Frames of the episode at the model's rate: one past the last scored frame.
-    pub fn camera_frames_in_episode(&self, scored: &[(i64, Vec<f32>)]) -> i64 {
-        self.frames_in_episode
-            .max(scored.iter().map(|(f, _)| f + 1).max().unwrap_or(0))
-    }
-
     fn count(&mut self, reason: &'static str) {
         *self.counts.entry(reason).or_default() += 1;
     }
@@ -166,23 +161,31 @@ pub fn label_bag(
         joints.sort_by_key(|j| j.0);
     }
 
-    let mut scorer = Scorer::new(bundle, &opts.scorer)?;
-    let period = 1e9 / bundle.window.fps;
-    let (first, last) = (cameras[0].stamp, cameras[cameras.len() - 1].stamp);
-    let mut rgb = RgbImage::new(1, 1);
-    let mut stamps: Vec<i64> = Vec::new();
-    let mut k = 0usize;
-    loop {
-        let target = first + (k as f64 * period).round() as i64;
-        if target as f64 > last as f64 + period / 2.0 {
-            break;
-        }
-        k += 1;
-        let cam = nearest(&cameras, target, |c| c.stamp);
-        let c = &cameras[cam];
-        if ((c.stamp - target).abs() as f64) > period / 2.0 {
+    // The model's frame clock picks which camera frames are scored, the
+    // same way the live node does.
+    let mut gate = RateGate::new(bundle.window.fps);
+    let mut plan: Vec<usize> = Vec::new();
+    for (i, c) in cameras.iter().enumerate() {
+        let ticks = gate.push(c.stamp);
+        plan.extend(std::iter::repeat_n(
+            i.saturating_sub(1),
+            ticks.previous as usize,
+        ));
+        plan.extend(std::iter::repeat_n(i, ticks.current as usize));
+        for _ in 0..ticks.gaps {
             report.count("camera_gap");
         }
+    }
+    plan.extend(std::iter::repeat_n(
+        cameras.len() - 1,
+        gate.finish() as usize,
+    ));
+
+    let mut scorer = Scorer::new(bundle, &opts.scorer)?;
+    let mut rgb = RgbImage::new(1, 1);
+    let mut stamps: Vec<i64> = Vec::new();
+    for cam in plan {
+        let c = &cameras[cam];
         let decoded = if c.raw {
             Image::from_cdr(&c.data)
                 .map_err(|_| "camera_cdr")

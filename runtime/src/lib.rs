@@ -10,7 +10,8 @@
 //! - [`reward`], [`progress`], [`smoothing`]: LeRobot's stage/subtask
 //!   step, global progress from the temporal proportions, and optional
 //!   confidence-weighted smoothing;
-//! - [`scorer`]: the per-episode loop tying them together.
+//! - [`scorer`]: the per-episode loop tying them together;
+//! - [`rate`]: the model's frame clock (which camera frames are scored).
 //!
 //! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
 
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod encoder;
 pub mod preprocess;
 pub mod progress;
+pub mod rate;
 pub mod reward;
 pub mod scorer;
 pub mod smoothing;
@@ -27,4 +29,4 @@ pub mod state;
 pub mod window;
 
 pub use bundle::{Bundle, BundleError, HeadKind, Precision};
-pub use scorer::{FrameData, FrameScore, HeadScore, ScoreError, Scorer, ScorerConfig};
+pub use scorer::{FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerConfig};

@@ -8,6 +8,8 @@
 //! frames still waiting are scored with their windows clamped to the last
 //! frame, as LeRobot clamps at episode edges.
 
+use std::time::{Duration, Instant};
+
 use heapless::Vec as HVec;
 use image::RgbImage;
 
@@ -100,6 +102,13 @@ impl FrameScore {
     }
 }
 
+/// Where the time of `push`/`finish` went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PushTimings {
+    pub encode: Duration,
+    pub reward: Duration,
+}
+
 /// Pending input of the newest frame when it was not needed by any window
 /// yet: if it turns out to be the episode's last frame, clamped windows read it.
 #[derive(Debug, Default)]
@@ -130,6 +139,10 @@ pub struct Scorer {
     next_scored: usize,
     held: Held,
     frames_encoded: u64,
+    /// The newest frame stored in the cache (its features can stand in for
+    /// a frame that is not encoded under overload).
+    last_stored: Option<usize>,
+    timings: PushTimings,
     indices: [usize; MAX_WINDOW],
     scores: WindowScores,
     out: FrameScore,
@@ -203,6 +216,8 @@ impl Scorer {
             next_scored: 0,
             held: Held::default(),
             frames_encoded: 0,
+            last_stored: None,
+            timings: PushTimings::default(),
             indices: [0; MAX_WINDOW],
             scores,
             out: FrameScore {
@@ -234,6 +249,7 @@ impl Scorer {
         self.received = 0;
         self.next_scored = 0;
         self.held.frame = None;
+        self.last_stored = None;
         for s in &mut self.smoothers {
             s.reset();
         }
@@ -312,10 +328,13 @@ impl Scorer {
             FrameData::Features(f) => feat.copy_from_slice(f),
             FrameData::Image(img) => {
                 let encoder = self.encoder.as_mut().ok_or(ScoreError::NoEncoder)?;
+                let started = Instant::now();
                 encoder.encode(img, feat)?;
+                self.timings.encode += started.elapsed();
             }
         }
         self.cache.commit(frame);
+        self.last_stored = Some(frame);
         self.frames_encoded += 1;
         Ok(())
     }
@@ -381,7 +400,9 @@ impl Scorer {
             image_in[pos * d..(pos + 1) * d].copy_from_slice(feat);
             state_in[pos * s..(pos + 1) * s].copy_from_slice(state);
         }
+        let started = Instant::now();
         self.reward.run(&mut self.scores)?;
+        self.timings.reward += started.elapsed();
 
         let r = self.window.readout();
         self.out.frame_index = scored;
@@ -411,6 +432,24 @@ impl Scorer {
         }
         emit(&self.out);
         Ok(())
+    }
+
+    /// Features of the newest frame in the cache, if any: a stand-in for a
+    /// frame the caller chooses not to encode (e.g. under overload).
+    pub fn latest_features(&self) -> Option<&[f32]> {
+        self.cache.get(self.last_stored?).map(|(f, _)| f)
+    }
+
+    /// Whether the next pushed frame will be read by a window (and so
+    /// encoded); frames that are not are only held, which is cheap.
+    pub fn next_frame_needed(&self) -> bool {
+        self.window.needed(self.received, self.stride)
+    }
+
+    /// Time spent in the image encoder and the reward model since the last
+    /// call (covers `push` and `finish`), then resets.
+    pub fn take_timings(&mut self) -> PushTimings {
+        std::mem::take(&mut self.timings)
     }
 
     /// Direct access to the reward model (benchmarks, golden tests of raw windows).

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use sarm_ros::bag::McapOut;
 use sarm_ros::label::{label_bag, LabelOptions};
-use sarm_ros::msg::{Header, Progress, Time};
-use sarm_ros::progress_parquet::{self, ProgressRow};
+use sarm_ros::progress_parquet;
+use sarm_ros::scores::{EpisodeProgress, ProgressStamper};
 use sarm_runtime::{Bundle, HeadKind, ScorerConfig};
 
 use super::PrecisionArg;
@@ -82,45 +82,20 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<()> {
     );
 
     let heads: Vec<HeadKind> = bundle.heads.iter().map(|h| h.kind).collect();
-    let mut scored: Vec<(i64, Vec<f32>)> = Vec::new();
+    let mut episode = EpisodeProgress::new(heads.clone());
+    let mut stamper = ProgressStamper::new(&args.robot_id, "sarm", heads.len());
     let mut mcap = match &args.mcap {
         Some(p) => Some(McapOut::create(p)?),
         None => None,
     };
-    let mut previous: Vec<Option<f32>> = vec![None; heads.len()];
-    let mut seq = 0u64;
     let mut mcap_error = None;
     let report = label_bag(&args.bag, &bundle, &opts, |s, stamp| {
-        scored.push((
-            s.frame_index as i64,
-            s.heads.iter().map(|h| h.progress).collect(),
-        ));
+        episode.push(s);
         if s.frame_index % 100 == 0 {
             eprint!("\r  frame {}", s.frame_index);
         }
         if let Some(out) = mcap.as_mut() {
-            for (hi, h) in s.heads.iter().enumerate() {
-                let reward = previous[hi].map_or(0.0, |p| h.progress - p);
-                previous[hi] = Some(h.progress);
-                seq += 1;
-                let msg = Progress {
-                    header: Header {
-                        stamp: Time::from_nanos(stamp),
-                        frame_id: "sarm".into(),
-                    },
-                    robot_id: args.robot_id.clone(),
-                    episode_index: args.episode_index,
-                    frame_index: s.frame_index as i64,
-                    seq,
-                    head: h.kind.as_str().into(),
-                    stage: h.stage as u32,
-                    stage_confidence: h.confidence,
-                    stage_probs: h.probs.to_vec(),
-                    stage_progress: h.tau,
-                    progress: h.progress,
-                    progress_smoothed: h.smoothed.unwrap_or(h.progress),
-                    reward,
-                };
+            for msg in stamper.messages(s, args.episode_index, stamp) {
                 if let Err(e) = out.write("/sarm/progress", stamp.max(0) as u64, &msg) {
                     mcap_error.get_or_insert(e);
                 }
@@ -134,34 +109,22 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<()> {
     if let Some(out) = mcap {
         out.finish()?;
     }
-    if scored.is_empty() {
+    if episode.is_empty() {
         anyhow::bail!("no frame could be scored (see the counts above)");
     }
 
     // Every frame of the episode, interpolated between scored frames (stride > 1).
-    let frames = report.camera_frames_in_episode(&scored);
-    let xs: Vec<i64> = scored.iter().map(|(f, _)| *f).collect();
-    let column = |hi: usize| {
-        let ys: Vec<f32> = scored.iter().map(|(_, p)| p[hi]).collect();
-        progress_parquet::interpolate(&xs, &ys, 0..frames)
-    };
-    let sparse = column(0);
-    let dense = heads.iter().position(|h| *h == HeadKind::Dense).map(column);
-    let rows: Vec<ProgressRow> = (0..frames as usize)
-        .map(|f| ProgressRow {
-            index: args.index_offset + f as i64,
-            episode_index: args.episode_index,
-            frame_index: f as i64,
-            progress_sparse: sparse[f],
-            progress_dense: dense.as_ref().map(|d| d[f]),
-        })
-        .collect();
+    let rows = episode.rows(
+        report.frames_in_episode,
+        args.episode_index,
+        args.index_offset,
+    );
     progress_parquet::write(&args.out, &rows, &bundle.dir.display().to_string())?;
 
     println!(
         "labelled {} frames ({} scored) from {} camera and {} joint messages",
         rows.len(),
-        scored.len(),
+        episode.scored(),
         report.camera_messages,
         report.joint_messages
     );

@@ -1,0 +1,337 @@
+//! End to end: `sarm replay` feeds a bag written by rosbags over the wire
+//! into a separate `sarm run` process; the Progress messages this test
+//! receives over the wire equal `sarm label` on the same bag, frame for
+//! frame. Over Zenoh (rmw_zenoh keys) and over DDS, loopback only. Killing
+//! the input mid-episode gives an abort event, not a hang.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sarm_ros::bag::read_bag;
+use sarm_ros::dds::{DdsConfig, DdsNode};
+use sarm_ros::msg::{EpisodeEvent, Progress, RosMessage};
+use sarm_ros::qos::TopicQos;
+use sarm_ros::zenoh_link::{open_session, RmwNode, RosDistro, ZenohSessionConfig};
+
+/// The node is CPU-bound: one end-to-end run at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bag() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/label/bag")
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sarm-e2e-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `sarm label` on the bag, as Progress messages keyed by (frame, head).
+fn labelled(dir: &Path) -> BTreeMap<(i64, String), Progress> {
+    let mcap = dir.join("label.mcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .arg("label")
+        .arg(bag())
+        .arg("--bundle")
+        .arg(root().join("models/sarm-test"))
+        .arg("--out")
+        .arg(dir.join("label.parquet"))
+        .arg("--mcap")
+        .arg(&mcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msgs = BTreeMap::new();
+    read_bag(&mcap, |m| {
+        let p = Progress::from_cdr(m.data).unwrap();
+        msgs.insert((p.frame_index, p.head.clone()), p);
+    })
+    .unwrap();
+    assert!(msgs.len() >= 36);
+    msgs
+}
+
+fn node(dir: &Path, transport_toml: &str) -> Child {
+    let cfg = dir.join("node.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "robot_id = \"e2e\"\nbundle = \"{}\"\noutput_dir = \"{}\"\n\n[episode]\ninactivity_s = 2.0\n\n{transport_toml}",
+            root().join("models/sarm-test").display(),
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn replay(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .arg("replay")
+        .arg(bag())
+        // Slow enough for a debug build on a busy 2-core machine to score
+        // every frame (the node drops stale frames when it cannot keep up).
+        .args(["--rate", "0.1", "--startup-delay", "1.5"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops the node with SIGINT, as Ctrl-C or `ros2 launch` does; returns its stdout.
+fn stop(node: Child) -> String {
+    let status = Command::new("kill")
+        .args(["-INT", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = node.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sarm run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Collects Progress until an end or abort event arrives (or 120 s pass).
+fn collect(
+    mut progress: impl FnMut() -> Vec<Progress>,
+    mut episode: impl FnMut() -> Vec<EpisodeEvent>,
+) -> (BTreeMap<(i64, String), Progress>, Vec<EpisodeEvent>) {
+    let mut got = BTreeMap::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        for p in progress() {
+            got.insert((p.frame_index, p.head.clone()), p);
+        }
+        events.extend(episode());
+        if events
+            .iter()
+            .any(|e| e.event != EpisodeEvent::CONSTANTS[0].2.parse::<u8>().unwrap())
+        {
+            // a last look for Progress published just before the event
+            std::thread::sleep(Duration::from_millis(500));
+            for p in progress() {
+                got.insert((p.frame_index, p.head.clone()), p);
+            }
+            break;
+        }
+    }
+    (got, events)
+}
+
+fn assert_same_as_label(
+    expected: &BTreeMap<(i64, String), Progress>,
+    got: &BTreeMap<(i64, String), Progress>,
+) {
+    let keys = |m: &BTreeMap<(i64, String), Progress>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        keys(got),
+        keys(expected),
+        "scored frames differ from sarm label's"
+    );
+    for (k, e) in expected {
+        let g = &got[k];
+        assert_eq!((g.stage, g.episode_index), (e.stage, 0), "{k:?}");
+        assert_eq!(g.header.stamp, e.header.stamp, "{k:?}: stamp");
+        for (name, a, b) in [
+            ("progress", g.progress, e.progress),
+            ("stage_progress", g.stage_progress, e.stage_progress),
+            ("stage_confidence", g.stage_confidence, e.stage_confidence),
+        ] {
+            assert!((a - b).abs() <= 1e-6, "{k:?}: {name} {a} vs label {b}");
+        }
+        assert_eq!(g.robot_id, "e2e");
+    }
+}
+
+fn end_event(events: &[EpisodeEvent]) -> &EpisodeEvent {
+    events
+        .iter()
+        .find(|e| e.event != 0)
+        .unwrap_or_else(|| panic!("no end/abort event; got {events:?}"))
+}
+
+#[test]
+fn over_zenoh_the_node_gives_what_label_gives() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("zenoh");
+    let expected = labelled(&dir);
+    let endpoint = format!("tcp/127.0.0.1:{}", common::free_port());
+    let node = node(
+        &dir,
+        &format!(
+            "[transport]\nkind = \"zenoh\"\nzenoh_scouting = false\nzenoh_listen = [\"{endpoint}\"]\n"
+        ),
+    );
+    let session = open_session(&ZenohSessionConfig::loopback(
+        vec![],
+        vec![endpoint.clone()],
+    ))
+    .unwrap();
+    let me = RmwNode::new(&session, 0, RosDistro::Jazzy, "/", "e2e_check").unwrap();
+    let progress = me
+        .subscriber::<Progress>("/sarm/progress", TopicQos::Reliable { depth: 1000 }, 10_000)
+        .unwrap();
+    let episode = me
+        .subscriber::<EpisodeEvent>("/sarm/episode", TopicQos::Reliable { depth: 10 }, 100)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let player = replay(&[
+        "--transport",
+        "zenoh",
+        "--zenoh-connect",
+        &endpoint,
+        "--zenoh-no-scouting",
+    ]);
+    let (got, events) = collect(
+        || std::iter::from_fn(|| progress.try_recv().ok().flatten().map(|s| s.msg)).collect(),
+        || std::iter::from_fn(|| episode.try_recv().ok().flatten().map(|s| s.msg)).collect(),
+    );
+    let replayed = player.wait_with_output().unwrap();
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let stdout = stop(node);
+    eprintln!("{stdout}");
+    assert_same_as_label(&expected, &got);
+    let end = end_event(&events);
+    assert_eq!(end.frames, 36, "{end:?}");
+    assert!(stdout.contains("sarm_progress.parquet"), "{stdout}");
+    assert!(dir.join("out/sarm_progress.parquet").exists());
+    drop((progress, episode, me));
+    let _ = zenoh::Wait::wait(session.close());
+}
+
+#[test]
+fn over_dds_the_node_gives_what_label_gives() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("dds");
+    let expected = labelled(&dir);
+    let domain = 44u16;
+    let node = node(
+        &dir,
+        &format!(
+            "[transport]\nkind = \"dds\"\ndomain_id = {domain}\ninterfaces = [\"127.0.0.1\"]\n"
+        ),
+    );
+    let mut me = DdsNode::new(&DdsConfig {
+        domain_id: domain,
+        interfaces: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        node_name: "e2e_check".into(),
+        namespace: "/".into(),
+    })
+    .unwrap();
+    let mut progress = me
+        .subscribe::<Progress>("/sarm/progress", TopicQos::Reliable { depth: 1000 })
+        .unwrap();
+    let mut episode = me
+        .subscribe::<EpisodeEvent>("/sarm/episode", TopicQos::Reliable { depth: 10 })
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let player = replay(&[
+        "--transport",
+        "dds",
+        "--domain-id",
+        &domain.to_string(),
+        "--interface",
+        "127.0.0.1",
+    ]);
+    let (got, events) = collect(
+        || std::iter::from_fn(|| progress.try_recv().ok().flatten()).collect(),
+        || {
+            std::thread::sleep(Duration::from_millis(20));
+            std::iter::from_fn(|| episode.try_recv().ok().flatten()).collect()
+        },
+    );
+    let replayed = player.wait_with_output().unwrap();
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    stop(node);
+    assert_same_as_label(&expected, &got);
+    assert_eq!(end_event(&events).frames, 36);
+}
+
+#[test]
+fn killing_the_input_mid_episode_gives_an_abort_event() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("kill");
+    let endpoint = format!("tcp/127.0.0.1:{}", common::free_port());
+    let node = node(
+        &dir,
+        &format!(
+            "[transport]\nkind = \"zenoh\"\nzenoh_scouting = false\nzenoh_listen = [\"{endpoint}\"]\n"
+        ),
+    );
+    let session = open_session(&ZenohSessionConfig::loopback(
+        vec![],
+        vec![endpoint.clone()],
+    ))
+    .unwrap();
+    let me = RmwNode::new(&session, 0, RosDistro::Jazzy, "/", "e2e_check").unwrap();
+    let episode = me
+        .subscriber::<EpisodeEvent>("/sarm/episode", TopicQos::Reliable { depth: 10 }, 100)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut player = replay(&[
+        "--transport",
+        "zenoh",
+        "--zenoh-connect",
+        &endpoint,
+        "--zenoh-no-scouting",
+    ]);
+    // Wait for the episode to start, then kill the publisher outright.
+    let started = episode
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("no episode start");
+    assert_eq!(started.msg.event, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    player.kill().unwrap();
+    let _ = player.wait();
+    let end = episode
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("no event after the input died: the node hangs");
+    assert_eq!(end.msg.event, 2, "expected ABORT, got {:?}", end.msg);
+    assert!(
+        end.msg.reason.contains("no camera frames"),
+        "{:?}",
+        end.msg.reason
+    );
+    assert!(end.msg.frames > 0 && end.msg.frames < 36, "{:?}", end.msg);
+    let stdout = stop(node);
+    assert!(stdout.contains("aborted"), "{stdout}");
+    drop((episode, me));
+    let _ = zenoh::Wait::wait(session.close());
+}

@@ -11,7 +11,13 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The middleware libraries log discovery chatter at warn
+                // level; SARM_LOG=debug (or e.g. rustdds=warn) shows it.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "info,rustdds=error,ros2_client=error,zenoh=warn",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,20 +1,19 @@
 //! End to end: `sarm replay` feeds a bag written by rosbags over the wire
 //! into a separate `sarm run` process; the Progress messages this test
 //! receives over the wire equal `sarm label` on the same bag, frame for
-//! frame. Over Zenoh (rmw_zenoh keys) and over DDS, loopback only. Killing
+//! frame. Over Zenoh (rmw_zenoh keys) and over DDS (Cyclone DDS feeding the
+//! bag and receiving the results), loopback only. Killing
 //! the input mid-episode gives an abort event, not a hang.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sarm_ros::bag::read_bag;
-use sarm_ros::dds::{DdsConfig, DdsNode};
 use sarm_ros::msg::{EpisodeEvent, Progress, RosMessage};
 use sarm_ros::qos::TopicQos;
 use sarm_ros::zenoh_link::{open_session, RmwNode, RosDistro, ZenohSessionConfig};
@@ -77,11 +76,14 @@ fn node(dir: &Path, transport_toml: &str) -> Child {
         ),
     )
     .unwrap();
+    // The log goes to a file: a pipe nobody reads while the node runs would
+    // fill and block it.
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_sarm"))
         .args(["run", "--config"])
         .arg(&cfg)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -95,7 +97,8 @@ fn replay(args: &[&str]) -> Child {
         .args(["--rate", "0.1", "--startup-delay", "1.5"])
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A pipe nobody reads while the child runs would fill and block it.
+        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
@@ -109,11 +112,7 @@ fn stop(node: Child) -> String {
     assert!(status.success());
     let out = node.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "sarm run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sarm run failed:\n{stdout}");
     stdout
 }
 
@@ -230,6 +229,8 @@ fn over_zenoh_the_node_gives_what_label_gives() {
     let _ = zenoh::Wait::wait(session.close());
 }
 
+/// Over DDS both the publisher of the bag and the receiver of Progress are
+/// Cyclone DDS (tests/interop/cyclone_peer.py), an independent implementation.
 #[test]
 fn over_dds_the_node_gives_what_label_gives() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,42 +243,48 @@ fn over_dds_the_node_gives_what_label_gives() {
             "[transport]\nkind = \"dds\"\ndomain_id = {domain}\ninterfaces = [\"127.0.0.1\"]\n"
         ),
     );
-    let mut me = DdsNode::new(&DdsConfig {
-        domain_id: domain,
-        interfaces: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        node_name: "e2e_check".into(),
-        namespace: "/".into(),
-    })
-    .unwrap();
-    let mut progress = me
-        .subscribe::<Progress>("/sarm/progress", TopicQos::Reliable { depth: 1000 })
-        .unwrap();
-    let mut episode = me
-        .subscribe::<EpisodeEvent>("/sarm/episode", TopicQos::Reliable { depth: 10 })
-        .unwrap();
+    let collector = common::Peer::spawn(
+        "cyclone_peer.py",
+        &["collect-progress", &domain.to_string()],
+    );
+    assert_eq!(
+        collector.line(Duration::from_secs(30)).as_deref(),
+        Some("ready")
+    );
     std::thread::sleep(Duration::from_secs(2));
-    let player = replay(&[
-        "--transport",
-        "dds",
-        "--domain-id",
-        &domain.to_string(),
-        "--interface",
-        "127.0.0.1",
-    ]);
-    let (got, events) = collect(
-        || std::iter::from_fn(|| progress.try_recv().ok().flatten()).collect(),
-        || {
-            std::thread::sleep(Duration::from_millis(20));
-            std::iter::from_fn(|| episode.try_recv().ok().flatten()).collect()
-        },
+    let player = common::Peer::spawn(
+        "cyclone_peer.py",
+        &[
+            "play-bag",
+            &domain.to_string(),
+            bag().to_str().unwrap(),
+            "0.1",
+        ],
     );
-    let replayed = player.wait_with_output().unwrap();
-    assert!(
-        replayed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replayed.stderr)
-    );
-    stop(node);
+    let mut got = BTreeMap::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        let Some(line) = collector.line(Duration::from_secs(1)) else {
+            continue;
+        };
+        if line == "end" {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(p) = v.get("progress") {
+            let p: Progress = serde_json::from_value(p.clone()).unwrap();
+            got.insert((p.frame_index, p.head.clone()), p);
+        } else if let Some(e) = v.get("episode") {
+            events.push(serde_json::from_value::<EpisodeEvent>(e.clone()).unwrap());
+        }
+    }
+    assert!(player
+        .line(Duration::from_secs(5))
+        .is_some_and(|l| l.starts_with("done")));
+    drop(player);
+    let stdout = stop(node);
+    eprintln!("{stdout}");
     assert_same_as_label(&expected, &got);
     assert_eq!(end_event(&events).frames, 36);
 }

@@ -1,19 +1,19 @@
 //! `sarm replay` publishes every message of a bag written by rosbags,
-//! unchanged and in order, over DDS and over Zenoh (rmw_zenoh keys).
+//! unchanged and in order, over DDS (received by Cyclone DDS) and over
+//! Zenoh (rmw_zenoh keys).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sarm_ros::bag::read_bag;
-use sarm_ros::dds::{DdsConfig, DdsNode};
 use sarm_ros::msg::{CompressedImage, JointState, RosMessage};
 use sarm_ros::qos::TopicQos;
 use sarm_ros::zenoh_link::{open_session, RmwNode, RosDistro, ZenohSessionConfig};
+use sha2::{Digest, Sha256};
 
 const CAMERA: &str = "/camera/top/image_raw/compressed";
 const JOINTS: &str = "/joint_states";
@@ -39,10 +39,11 @@ fn replay(args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_sarm"))
         .arg("replay")
         .arg(bag())
-        .args(["--rate", "4", "--startup-delay", "6"])
+        .args(["--rate", "4"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // A pipe nobody reads while the child runs would fill and block it.
+        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
@@ -101,20 +102,47 @@ fn assert_same(expected: &BTreeMap<String, Vec<Vec<u8>>>, got: &BTreeMap<String,
     }
 }
 
+/// Over DDS the receiver is Cyclone DDS (an independent implementation).
 #[test]
-fn replay_over_dds_delivers_every_message_in_order() {
-    let expected = recorded();
+fn replay_over_dds_reaches_cyclone_complete_and_in_order() {
     let domain = 43u16;
-    let mut node = DdsNode::new(&DdsConfig {
-        domain_id: domain,
-        interfaces: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        node_name: "replay_check".into(),
-        namespace: "/".into(),
+    let mut expected_cam = Vec::new();
+    let mut expected_joints = Vec::new();
+    read_bag(&bag(), |m| {
+        if m.topic == CAMERA {
+            let c = CompressedImage::from_cdr(m.data).unwrap();
+            let digest: String = Sha256::digest(&c.data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            expected_cam.push(serde_json::json!([
+                c.header.stamp.sec,
+                c.header.stamp.nanosec,
+                c.format,
+                digest
+            ]));
+        } else if m.topic == JOINTS {
+            let j = JointState::from_cdr(m.data).unwrap();
+            expected_joints.push(serde_json::json!([
+                j.header.stamp.sec,
+                j.header.stamp.nanosec,
+                j.name,
+                j.position
+            ]));
+        }
     })
     .unwrap();
-    let qos = TopicQos::Reliable { depth: 100 };
-    let mut cam = node.subscribe::<CompressedImage>(CAMERA, qos).unwrap();
-    let mut joints = node.subscribe::<JointState>(JOINTS, qos).unwrap();
+    let peer = common::Peer::spawn(
+        "cyclone_peer.py",
+        &[
+            "collect-bag",
+            &domain.to_string(),
+            &expected_cam.len().to_string(),
+            &expected_joints.len().to_string(),
+        ],
+    );
+    assert_eq!(peer.line(Duration::from_secs(30)).as_deref(), Some("ready"));
+    std::thread::sleep(Duration::from_secs(3));
     let child = replay(&[
         "--transport",
         "dds",
@@ -122,20 +150,46 @@ fn replay_over_dds_delivers_every_message_in_order() {
         &domain.to_string(),
         "--interface",
         "127.0.0.1",
+        // RustDDS on a loopback-only participant can take several seconds
+        // to discover a peer that started before it.
+        "--startup-delay",
+        "10",
     ]);
-    let got = collect(&expected, |c, j| {
-        if let Some(m) = cam.recv_timeout(Duration::from_millis(10)).unwrap() {
-            c.push(m.to_cdr().unwrap());
-        }
-        while let Some(m) = cam.try_recv().unwrap() {
-            c.push(m.to_cdr().unwrap());
-        }
-        while let Some(m) = joints.try_recv().unwrap() {
-            j.push(m.to_cdr().unwrap());
-        }
-    });
+    let line = peer
+        .line(Duration::from_secs(120))
+        .expect("Cyclone printed nothing");
     finish(child);
-    assert_same(&expected, &got);
+    let got: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        got["camera"].as_array().unwrap(),
+        &expected_cam,
+        "camera messages at Cyclone"
+    );
+    let joints = got["joints"].as_array().unwrap();
+    assert_eq!(
+        joints.len(),
+        expected_joints.len(),
+        "joint states at Cyclone"
+    );
+    for (g, e) in joints.iter().zip(&expected_joints) {
+        for i in 0..3 {
+            assert_eq!(g[i], e[i], "joint state stamp and names at Cyclone");
+        }
+        // serde_json parses decimal floats to within one ulp, not exactly.
+        let values = |v: &serde_json::Value| -> Vec<f64> {
+            v[3].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        for (a, b) in values(g).iter().zip(values(e)) {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "position {a} vs {b}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -160,6 +214,8 @@ fn replay_over_zenoh_delivers_every_message_in_order() {
         "--zenoh-connect",
         &endpoint,
         "--zenoh-no-scouting",
+        "--startup-delay",
+        "2",
     ]);
     let got = collect(&expected, |c, j| {
         if let Some(s) = cam.recv_timeout(Duration::from_millis(10)).unwrap() {

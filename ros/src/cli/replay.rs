@@ -26,8 +26,9 @@ pub struct ReplayArgs {
     #[arg(long = "topic", value_name = "TOPIC")]
     pub topics: Vec<String>,
     /// Seconds to wait after joining the network before the first message,
-    /// so subscribers discover the publishers first.
-    #[arg(long, default_value_t = 1.0)]
+    /// so subscribers discover the publishers first (DDS discovery between
+    /// loopback-only participants can take several seconds).
+    #[arg(long, default_value_t = 2.0)]
     pub startup_delay: f64,
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -109,8 +110,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    // Give reliable writers a moment to deliver the last samples.
+    // Give reliable writers a moment to deliver the last samples, then
+    // remove the writers before their participant.
     std::thread::sleep(Duration::from_millis(300));
+    drop(publishers);
     drop(transport);
     Ok(())
 }

@@ -70,7 +70,7 @@ fn locate(p: &Path) -> PathBuf {
 fn embedded_default() -> NodeConfig {
     let mut cfg = NodeConfig::default();
     let aloha = locate(Path::new("models/aloha-transfer-cube"));
-    let episode = aloha.join("episodes").join("heldout_success");
+    let episode = aloha.join("episodes").join("success_ep_0025").join("bag");
     if aloha.join("bundle.toml").exists() && episode.exists() {
         cfg.bundle = aloha;
         cfg.source.bag = episode;

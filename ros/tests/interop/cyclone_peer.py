@@ -4,6 +4,16 @@
                                               rt/camera/image_raw at 20 Hz until stdin closes
     cyclone_peer.py receive-progress DOMAIN   print the first sarm_msgs/Progress received on
                                               rt/sarm/progress as JSON, then exit
+    cyclone_peer.py collect-bag DOMAIN NCAM NJOINT
+                                              receive CompressedImage on
+                                              rt/camera/top/image_raw/compressed and JointState on
+                                              rt/joint_states; print each sample's stamp and
+                                              content (image: SHA-256 of the bytes) as JSON
+    cyclone_peer.py play-bag DOMAIN BAG RATE  publish a rosbag2 bag's camera and joint messages
+                                              (read with rosbags) with their timing, RATE x speed
+    cyclone_peer.py collect-progress DOMAIN   print every Progress (rt/sarm/progress) and
+                                              EpisodeEvent (rt/sarm/episode) as a JSON line, until an
+                                              end or abort event
 
 Types are declared here from the ROS 2 .msg definitions (ros/sarm_msgs/msg for sarm_msgs),
 with ROS 2's DDS type names; loopback only, no multicast (CYCLONEDDS_URI below).
@@ -89,6 +99,26 @@ class Progress(IdlStruct, typename="sarm_msgs::msg::dds_::Progress_"):
     reward: float32
 
 
+@final
+@dataclass
+class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
+    header: Header
+    format: str
+    data: sequence[uint8]
+
+
+@final
+@dataclass
+class EpisodeEvent(IdlStruct, typename="sarm_msgs::msg::dds_::EpisodeEvent_"):
+    header: Header
+    robot_id: str
+    episode_index: int64
+    event: uint8
+    frames: uint64
+    final_progress: float32
+    reason: str
+
+
 XCDR1 = Policy.DataRepresentation(use_cdrv0_representation=True)
 RELIABLE = Qos(Policy.Reliability.Reliable(duration(milliseconds=100)), Policy.History.KeepLast(10),
                Policy.Durability.Volatile, XCDR1)
@@ -135,6 +165,77 @@ def receive_progress(domain: int) -> None:
     sys.exit("no Progress received within 30 s")
 
 
+CAMERA = "/camera/top/image_raw/compressed"
+JOINTS = "/joint_states"
+DEEP = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(1000),
+           Policy.Durability.Volatile, XCDR1)
+
+
+def collect_bag(domain: int, n_cam: int, n_joints: int) -> None:
+    import hashlib
+    dp = DomainParticipant(domain)
+    cam = DataReader(dp, Topic(dp, "rt" + CAMERA, CompressedImage), qos=DEEP)
+    js = DataReader(dp, Topic(dp, "rt" + JOINTS, JointState), qos=DEEP)
+    print("ready", flush=True)
+    got = {"camera": [], "joints": []}
+    deadline = time.time() + 90
+    while time.time() < deadline and (len(got["camera"]) < n_cam or len(got["joints"]) < n_joints):
+        for s in cam.take(N=100):
+            got["camera"].append([s.header.stamp.sec, s.header.stamp.nanosec, s.format,
+                                  hashlib.sha256(bytes(s.data)).hexdigest()])
+        for s in js.take(N=100):
+            got["joints"].append([s.header.stamp.sec, s.header.stamp.nanosec, list(s.name),
+                                  list(s.position)])
+        time.sleep(0.01)
+    print(json.dumps(got), flush=True)
+
+
+def play_bag(domain: int, bag: str, rate: float) -> None:
+    from pathlib import Path
+    from rosbags.highlevel import AnyReader
+    dp = DomainParticipant(domain)
+    writers = {CAMERA: (DataWriter(dp, Topic(dp, "rt" + CAMERA, CompressedImage), qos=DEEP), CompressedImage),
+               JOINTS: (DataWriter(dp, Topic(dp, "rt" + JOINTS, JointState), qos=DEEP), JointState)}
+    time.sleep(10.0)  # discovery (RustDDS on a loopback-only participant can take seconds)
+    n = 0
+    with AnyReader([Path(bag)]) as reader:
+        conns = [c for c in reader.connections if c.topic in writers]
+        start, t0 = time.time(), None
+        for conn, t, raw in reader.messages(connections=conns):
+            t0 = t if t0 is None else t0
+            due = start + (t - t0) / 1e9 / rate
+            if due > time.time():
+                time.sleep(due - time.time())
+            w, cls = writers[conn.topic]
+            w.write(cls.deserialize(bytes(raw)))
+            n += 1
+    time.sleep(0.5)
+    print(f"done {n}", flush=True)
+
+
+def collect_progress(domain: int) -> None:
+    dp = DomainParticipant(domain)
+    prog = DataReader(dp, Topic(dp, "rt/sarm/progress", Progress), qos=DEEP)
+    ev = DataReader(dp, Topic(dp, "rt/sarm/episode", EpisodeEvent), qos=DEEP)
+    print("ready", flush=True)
+    deadline, ended = time.time() + 180, None
+    while time.time() < deadline and (ended is None or time.time() < ended + 1.0):
+        for s in prog.take(N=100):
+            print(json.dumps({"progress": asdict(s)}), flush=True)
+        for s in ev.take(N=10):
+            print(json.dumps({"episode": asdict(s)}), flush=True)
+            if s.event != 0 and ended is None:
+                ended = time.time()
+        time.sleep(0.01)
+    print("end", flush=True)
+
+
 if __name__ == "__main__":
     mode, domain = sys.argv[1], int(sys.argv[2])
-    {"publish-inputs": publish_inputs, "receive-progress": receive_progress}[mode](domain)
+    if mode == "collect-bag":
+        collect_bag(domain, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "play-bag":
+        play_bag(domain, sys.argv[3], float(sys.argv[4]))
+    else:
+        {"publish-inputs": publish_inputs, "receive-progress": receive_progress,
+         "collect-progress": collect_progress}[mode](domain)

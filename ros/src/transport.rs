@@ -60,7 +60,7 @@ impl TransportError {
 
 /// A joined transport: a DDS node, or a Zenoh session with an rmw_zenoh node.
 pub enum Transport {
-    Dds(DdsNode),
+    Dds(Box<DdsNode>),
     Zenoh { session: Session, node: RmwNode },
 }
 
@@ -69,7 +69,7 @@ impl Transport {
     /// (the same name and namespace on both transports).
     pub fn open(kind: TransportKind, cfg: &TransportConfig) -> Result<Self, TransportError> {
         Ok(match kind {
-            TransportKind::Dds => Transport::Dds(DdsNode::new(&cfg.dds)?),
+            TransportKind::Dds => Transport::Dds(Box::new(DdsNode::new(&cfg.dds)?)),
             TransportKind::Zenoh => {
                 let session = open_session(&cfg.zenoh)?;
                 let node = RmwNode::new(

@@ -14,6 +14,7 @@
 //! - A frame on a stage tie may flip stage under a 1-LSB change, and its progress then jumps by
 //!   a stage prior (`pixel_pm1_sensitivity`). Such frames are counted, not compared, and must
 //!   stay under 10% of the frames.
+//!
 //! int8 is held to the same rules, with `progress_abs` + `INT8_EXTRA`.
 
 use std::path::{Path, PathBuf};

@@ -59,6 +59,8 @@ pub struct Arrived<T> {
 }
 
 /// What the assembler hands to the publishers.
+// Scores are the common case; boxing them would allocate once per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Output {
     Score {

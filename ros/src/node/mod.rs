@@ -175,34 +175,35 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     let (done_tx, done_rx) = bounded::<u64>(1);
     let camera_count = Arc::new(AtomicU64::new(0));
 
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    threads.push(spawn_input(
-        "sarm-camera",
-        camera_sub,
-        camera_tx,
-        Some(camera_rx.clone()),
-        stop.clone(),
-        stats.clone(),
-        Some(camera_count.clone()),
-    )?);
-    threads.push(spawn_input(
-        "sarm-joints",
-        joints_sub,
-        joints_tx,
-        Some(joints_rx.clone()),
-        stop.clone(),
-        stats.clone(),
-        None,
-    )?);
-    threads.push(spawn_input(
-        "sarm-control",
-        control_sub,
-        control_tx,
-        None,
-        stop.clone(),
-        stats.clone(),
-        None,
-    )?);
+    let threads: Vec<JoinHandle<()>> = vec![
+        spawn_input(
+            "sarm-camera",
+            camera_sub,
+            camera_tx,
+            Some(camera_rx.clone()),
+            stop.clone(),
+            stats.clone(),
+            Some(camera_count.clone()),
+        )?,
+        spawn_input(
+            "sarm-joints",
+            joints_sub,
+            joints_tx,
+            Some(joints_rx.clone()),
+            stop.clone(),
+            stats.clone(),
+            None,
+        )?,
+        spawn_input(
+            "sarm-control",
+            control_sub,
+            control_tx,
+            None,
+            stop.clone(),
+            stats.clone(),
+            None,
+        )?,
+    ];
 
     // Outputs.
     let settings = OutputSettings {
@@ -426,9 +427,8 @@ fn assemble_loop(
                             || !camera.is_empty() || !joints.is_empty())
                     {
                         while let Ok(j) = joints.try_recv() { asm.on_joints(j); }
-                        match camera.recv_timeout(Duration::from_millis(10)) {
-                            Ok(c) => asm.on_camera(c),
-                            Err(_) => {}
+                        if let Ok(c) = camera.recv_timeout(Duration::from_millis(10)) {
+                            asm.on_camera(c);
                         }
                     }
                     while let Ok(j) = joints.try_recv() { asm.on_joints(j); }

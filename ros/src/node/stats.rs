@@ -150,7 +150,7 @@ impl NodeStats {
     /// (p50, p99, count) in milliseconds of a stage.
     pub fn percentiles(&self, stage: Stage) -> (f64, f64, u64) {
         self.with(|i| match i.hist.get(&stage) {
-            Some(h) if h.len() > 0 => (
+            Some(h) if !h.is_empty() => (
                 h.value_at_quantile(0.5) as f64 / 1e3,
                 h.value_at_quantile(0.99) as f64 / 1e3,
                 h.len(),

@@ -23,7 +23,9 @@ pub enum Stage {
     Reward,
     /// Score -> messages handed to the transport.
     Publish,
-    /// Camera message arrival -> Progress published.
+    /// Camera message arrival -> Progress published. Includes the window's
+    /// look-ahead (a centred window scores a frame only once the frames
+    /// after it have arrived).
     EndToEnd,
     /// Camera header stamp -> Progress published (meaningful when stamps are live).
     StampToPublish,

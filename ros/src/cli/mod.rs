@@ -20,7 +20,7 @@ use sarm_runtime::Precision;
 /// Runs reward models trained with LeRobot's SARM, exported to a model
 /// bundle (bundle.toml + ONNX), with tract on the robot's CPU.
 #[derive(Debug, Parser)]
-#[command(name = "sarm", version, about, long_about = None)]
+#[command(name = "sarm", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

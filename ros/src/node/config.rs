@@ -194,9 +194,10 @@ impl Default for EpisodeConfig {
 /// A config error that names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("config {path}: {message}")]

@@ -6,11 +6,10 @@
 
 use std::marker::PhantomData;
 
-use zenoh::pubsub::Publisher;
 use zenoh::{Session, Wait};
 
-use super::rmw::{gid, Attachment};
-use super::{now_ns, ZenohError};
+use super::rmw::{gid, AttachedPublisher};
+use super::ZenohError;
 use crate::msg::RosMessage;
 
 /// The key space of one robot on the trainer link.
@@ -56,10 +55,7 @@ impl TrainerKeys {
 
 /// A publisher of `T` on a native key.
 pub struct NativePublisher<T> {
-    key: String,
-    gid: [u8; 16],
-    publisher: Publisher<'static>,
-    next_seq: i64,
+    inner: AttachedPublisher,
     _t: PhantomData<T>,
 }
 
@@ -74,38 +70,19 @@ impl<T: RosMessage> NativePublisher<T> {
                     key: key.clone(),
                     message: e.to_string(),
                 })?;
+        let gid = gid(&format!("{}/{key}", session.zid()));
         Ok(NativePublisher {
-            gid: gid(&format!("{}/{key}", session.zid())),
-            key,
-            publisher,
-            next_seq: 1,
+            inner: AttachedPublisher::new(key, gid, publisher),
             _t: PhantomData,
         })
     }
 
     pub fn publish(&mut self, msg: &T) -> Result<(), ZenohError> {
-        let bytes = msg.to_cdr().map_err(|e| ZenohError::Encode {
-            type_name: T::TYPE_NAME,
-            message: e.to_string(),
-        })?;
-        let attachment = Attachment {
-            sequence_number: self.next_seq,
-            source_timestamp_ns: now_ns(),
-            gid: self.gid,
-        };
-        self.next_seq += 1;
-        self.publisher
-            .put(bytes)
-            .attachment(attachment.to_bytes())
-            .wait()
-            .map_err(|e| ZenohError::Put {
-                key: self.key.clone(),
-                message: e.to_string(),
-            })
+        self.inner.publish(msg)
     }
 
     pub fn key(&self) -> &str {
-        &self.key
+        self.inner.key()
     }
 }
 

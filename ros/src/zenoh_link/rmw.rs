@@ -164,15 +164,7 @@ impl RmwNode {
             session.zid(),
             mangle(&namespace)
         );
-        let token = session
-            .liveliness()
-            .declare_token(key.clone())
-            .wait()
-            .map_err(|e| ZenohError::Declare {
-                what: "node liveliness token",
-                key,
-                message: e.to_string(),
-            })?;
+        let token = declare_token(session, key, "node liveliness token")?;
         Ok(RmwNode {
             session: session.clone(),
             domain_id,
@@ -246,21 +238,9 @@ impl RmwNode {
                 key: key.clone(),
                 message: e.to_string(),
             })?;
-        let token = self
-            .session
-            .liveliness()
-            .declare_token(lv_key.clone())
-            .wait()
-            .map_err(|e| ZenohError::Declare {
-                what: "publisher liveliness token",
-                key: lv_key.clone(),
-                message: e.to_string(),
-            })?;
+        let token = declare_token(&self.session, lv_key.clone(), "publisher liveliness token")?;
         Ok(RmwPublisher {
-            key,
-            gid: gid(&lv_key),
-            publisher,
-            next_seq: 1,
+            inner: AttachedPublisher::new(key, gid(&lv_key), publisher),
             _token: token,
             _t: PhantomData,
         })
@@ -288,16 +268,7 @@ impl RmwNode {
                 key: key.clone(),
                 message: e.to_string(),
             })?;
-        let token = self
-            .session
-            .liveliness()
-            .declare_token(lv_key.clone())
-            .wait()
-            .map_err(|e| ZenohError::Declare {
-                what: "subscriber liveliness token",
-                key: lv_key,
-                message: e.to_string(),
-            })?;
+        let token = declare_token(&self.session, lv_key, "subscriber liveliness token")?;
         Ok(RmwSubscriber {
             key,
             subscriber,
@@ -307,28 +278,44 @@ impl RmwNode {
     }
 }
 
-/// A publisher on an rmw_zenoh data key.
-pub struct RmwPublisher<T> {
+fn declare_token(
+    session: &Session,
+    key: String,
+    what: &'static str,
+) -> Result<LivelinessToken, ZenohError> {
+    session
+        .liveliness()
+        .declare_token(key.clone())
+        .wait()
+        .map_err(|e| ZenohError::Declare {
+            what,
+            key,
+            message: e.to_string(),
+        })
+}
+
+/// A Zenoh publisher that puts rmw_zenoh's attachment (sequence number
+/// from 1, source time, GID) on every sample; used for rmw_zenoh topics
+/// and the native trainer keys alike.
+pub(crate) struct AttachedPublisher {
     key: String,
     gid: [u8; 16],
     publisher: Publisher<'static>,
     next_seq: i64,
-    _token: LivelinessToken,
-    _t: PhantomData<T>,
 }
 
-impl<T: RosMessage> RmwPublisher<T> {
-    /// Encodes and publishes `msg`.
-    pub fn publish(&mut self, msg: &T) -> Result<(), ZenohError> {
-        let bytes = msg.to_cdr().map_err(|e| ZenohError::Encode {
-            type_name: T::TYPE_NAME,
-            message: e.to_string(),
-        })?;
-        self.publish_cdr(bytes)
+impl AttachedPublisher {
+    pub(crate) fn new(key: String, gid: [u8; 16], publisher: Publisher<'static>) -> Self {
+        AttachedPublisher {
+            key,
+            gid,
+            publisher,
+            next_seq: 1,
+        }
     }
 
-    /// Publishes already-encoded CDR (header + body), e.g. from a bag.
-    pub fn publish_cdr(&mut self, cdr: Vec<u8>) -> Result<(), ZenohError> {
+    /// Publishes CDR (header + body).
+    pub(crate) fn put(&mut self, cdr: Vec<u8>) -> Result<(), ZenohError> {
         let attachment = Attachment {
             sequence_number: self.next_seq,
             source_timestamp_ns: now_ns(),
@@ -345,12 +332,44 @@ impl<T: RosMessage> RmwPublisher<T> {
             })
     }
 
-    pub fn key(&self) -> &str {
+    /// Encodes `msg` and publishes it.
+    pub(crate) fn publish<T: RosMessage>(&mut self, msg: &T) -> Result<(), ZenohError> {
+        let bytes = msg.to_cdr().map_err(|e| ZenohError::Encode {
+            type_name: T::TYPE_NAME,
+            message: e.to_string(),
+        })?;
+        self.put(bytes)
+    }
+
+    pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+}
+
+/// A publisher on an rmw_zenoh data key.
+pub struct RmwPublisher<T> {
+    inner: AttachedPublisher,
+    _token: LivelinessToken,
+    _t: PhantomData<T>,
+}
+
+impl<T: RosMessage> RmwPublisher<T> {
+    /// Encodes and publishes `msg`.
+    pub fn publish(&mut self, msg: &T) -> Result<(), ZenohError> {
+        self.inner.publish(msg)
+    }
+
+    /// Publishes already-encoded CDR (header + body), e.g. from a bag.
+    pub fn publish_cdr(&mut self, cdr: Vec<u8>) -> Result<(), ZenohError> {
+        self.inner.put(cdr)
+    }
+
+    pub fn key(&self) -> &str {
+        self.inner.key()
     }
 
     pub fn gid(&self) -> [u8; 16] {
-        self.gid
+        self.inner.gid
     }
 }
 

@@ -199,10 +199,13 @@ impl OnnxGraph {
 
     /// Runs the graph. Inputs are in declaration order; outputs too.
     pub fn run(&mut self, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
-        self.state.run(inputs).map_err(|e| InferenceError {
-            path: self.path.clone(),
-            message: format!("{e:#}"),
-        })
+        let state = &mut self.state;
+        crate::alloc_scope::within(crate::alloc_scope::Scope::Model, || state.run(inputs)).map_err(
+            |e| InferenceError {
+                path: self.path.clone(),
+                message: format!("{e:#}"),
+            },
+        )
     }
 }
 

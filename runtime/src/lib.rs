@@ -15,12 +15,14 @@
 //!
 //! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
 
+pub mod alloc_scope;
 pub mod backend;
 pub mod bundle;
 pub mod cache;
 pub mod encoder;
 pub mod preprocess;
 pub mod progress;
+pub mod rabc;
 pub mod rate;
 pub mod reward;
 pub mod scorer;

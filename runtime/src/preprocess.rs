@@ -135,9 +135,13 @@ impl Preprocessor {
         let options = ResizeOptions::new()
             .resize_alg(self.alg)
             .crop(left, top, bw, bh);
-        self.resizer
-            .resize(&self.source, &mut self.resized, &options)
-            .map_err(|e| resize_err(e.to_string()))?;
+        let (resizer, source, resized) = (&mut self.resizer, &self.source, &mut self.resized);
+        // fast_image_resize computes its filter coefficients on each call
+        // (a few small allocations per frame; it has no API to keep them).
+        crate::alloc_scope::within(crate::alloc_scope::Scope::Resize, || {
+            resizer.resize(source, resized, &options)
+        })
+        .map_err(|e| resize_err(e.to_string()))?;
         let plane = self.width as usize * self.height as usize;
         let bytes = self.resized.buffer();
         for c in 0..3 {

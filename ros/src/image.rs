@@ -116,10 +116,13 @@ pub fn decode_compressed(
     out: &mut RgbImage,
 ) -> Result<(), ImageDecodeError> {
     let data = msg.data.as_slice();
+    // The decoders allocate their working buffers on each image (zune-jpeg
+    // has no API to reuse them); the scope lets the hot-path test tell.
+    let decoding = sarm_runtime::alloc_scope::Scope::ImageDecode;
     if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg(data, out)
+        sarm_runtime::alloc_scope::within(decoding, || decode_jpeg(data, out))
     } else if data.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
-        decode_png(data, out)
+        sarm_runtime::alloc_scope::within(decoding, || decode_png(data, out))
     } else {
         Err(ImageDecodeError::UnknownFormat(msg.format.clone()))
     }

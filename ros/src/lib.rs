@@ -17,6 +17,7 @@ pub mod qos;
 pub mod replay;
 pub mod scores;
 pub mod sync;
+pub mod trainer;
 pub mod transport;
 pub mod type_hash;
 pub mod zenoh_link;

@@ -43,10 +43,10 @@ pub fn write(
     rows.sort_by_key(|r| r.index);
     let dense = rows.iter().all(|r| r.progress_dense.is_some()) && !rows.is_empty();
     let mut fields = vec![
-        Field::new("index", DataType::Int64, false),
-        Field::new("episode_index", DataType::Int64, false),
-        Field::new("frame_index", DataType::Int64, false),
-        Field::new("progress_sparse", DataType::Float32, false),
+        Field::new("index", DataType::Int64, true),
+        Field::new("episode_index", DataType::Int64, true),
+        Field::new("frame_index", DataType::Int64, true),
+        Field::new("progress_sparse", DataType::Float32, true),
     ];
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.index))),
@@ -61,7 +61,7 @@ pub fn write(
         )),
     ];
     if dense {
-        fields.push(Field::new("progress_dense", DataType::Float32, false));
+        fields.push(Field::new("progress_dense", DataType::Float32, true));
         columns.push(Arc::new(Float32Array::from_iter_values(
             rows.iter().map(|r| r.progress_dense.unwrap_or(f32::NAN)),
         )));
@@ -70,6 +70,57 @@ pub fn write(
         "reward_model_path".to_string(),
         reward_model_path.to_string(),
     )]);
+    let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
+    let file = File::create(path).map_err(|e| err(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| err(e.to_string()))?;
+    writer.write(&batch).map_err(|e| err(e.to_string()))?;
+    writer.close().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// One row of `sarm_weights.parquet`: a frame's RA-BC delta and weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightRow {
+    pub index: i64,
+    pub episode_index: i64,
+    pub frame_index: i64,
+    pub delta: f32,
+    pub weight: f32,
+}
+
+/// Writes the RA-BC weights next to `sarm_progress.parquet` (LeRobot
+/// computes them at training time; this file is for inspection and for
+/// trainers that take weights directly). The statistics go in the metadata.
+pub fn write_weights(
+    path: &Path,
+    rows: &[WeightRow],
+    metadata: HashMap<String, String>,
+) -> Result<(), ParquetError> {
+    let err = |m: String| ParquetError {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let fields = vec![
+        Field::new("index", DataType::Int64, true),
+        Field::new("episode_index", DataType::Int64, true),
+        Field::new("frame_index", DataType::Int64, true),
+        Field::new("delta", DataType::Float32, true),
+        Field::new("weight", DataType::Float32, true),
+    ];
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.index))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.episode_index),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.frame_index),
+        )),
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.delta))),
+        Arc::new(Float32Array::from_iter_values(
+            rows.iter().map(|r| r.weight),
+        )),
+    ];
     let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
     let file = File::create(path).map_err(|e| err(e.to_string()))?;

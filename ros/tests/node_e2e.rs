@@ -200,6 +200,21 @@ fn over_zenoh_the_node_gives_what_label_gives() {
     let episode = me
         .subscriber::<EpisodeEvent>("/sarm/episode", TopicQos::Reliable { depth: 10 }, 100)
         .unwrap();
+    // The trainer's end, as a separate process on the node's trainer link.
+    let sink = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .args(["sink", "--out"])
+        .arg(dir.join("sink"))
+        .args([
+            "--zenoh-connect",
+            &endpoint,
+            "--zenoh-listen",
+            "tcp/127.0.0.1:0",
+        ])
+        .args(["--zenoh-no-scouting", "--chunk-size", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let player = replay(&[
         "--transport",
@@ -225,6 +240,35 @@ fn over_zenoh_the_node_gives_what_label_gives() {
     assert_eq!(end.frames, 36, "{end:?}");
     assert!(stdout.contains("sarm_progress.parquet"), "{stdout}");
     assert!(dir.join("out/sarm_progress.parquet").exists());
+
+    // The sink holds the same progress as label, and a weight per frame.
+    let summary = stop(sink);
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    let robot = &summary[0];
+    assert_eq!(robot["robot_id"], "e2e", "{summary}");
+    assert_eq!(robot["lost"], 0, "{summary}");
+    assert_eq!(robot["weight_records"], 36, "{summary}");
+    let parquet = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&common::run_python("read_parquet.py", p)).unwrap()
+    };
+    let at_sink = parquet(&dir.join("sink/e2e/sarm_progress.parquet"));
+    let labelled = parquet(&dir.join("label.parquet"));
+    for col in ["index", "episode_index", "frame_index"] {
+        assert_eq!(
+            at_sink["data"][col], labelled["data"][col],
+            "sink vs label: {col}"
+        );
+    }
+    for col in ["progress_sparse", "progress_dense"] {
+        let (a, b) = (&at_sink["data"][col], &labelled["data"][col]);
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "{col}");
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6, "sink vs label: {col} {x} vs {y}");
+        }
+    }
+    assert_eq!(at_sink["columns"], labelled["columns"]);
     drop((progress, episode, me));
     let _ = zenoh::Wait::wait(session.close());
 }

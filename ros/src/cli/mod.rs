@@ -3,8 +3,11 @@
 mod bench;
 mod inspect;
 mod label;
+mod link_check;
 mod replay;
 mod run;
+mod sink;
+mod zenoh_args;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,6 +40,9 @@ pub enum Command {
     ///
     /// Reports p50/p99 of the image encoder, the stage model and the subtask
     /// model, fp32 and int8, and the int8/fp32 ratio measured in the same run.
+    /// With --node, also runs the node on the bundled episode (50 Hz camera,
+    /// 200 Hz joints) and reports its end-to-end latency and its overhead over
+    /// the model step.
     Bench(bench::BenchArgs),
     /// Score a recorded episode (rosbag2 MCAP) offline and write LeRobot's
     /// sarm_progress.parquet (and optionally MCAP of Progress messages).
@@ -58,6 +64,18 @@ pub enum Command {
     /// Messages are sent unchanged (original header stamps); only topics of
     /// types sarm knows are published, the others are listed and skipped.
     Replay(replay::ReplayArgs),
+    /// The trainer's end of the trainer link: receive every robot's
+    /// progress, RA-BC weights and episode events from sarm/**, persist them
+    /// on arrival, and write LeRobot's sarm_progress.parquet per robot.
+    ///
+    /// Nothing is lost across a sink restart, a cut link or a robot killed
+    /// mid-episode: records are acknowledged once durable, and gaps are
+    /// filled from the robots' on-disk spools. Each record is kept once.
+    Sink(sink::SinkArgs),
+    /// Check a trainer link without a model: send synthetic records through
+    /// the robot's spool and link to a `sarm sink`, then wait until the sink
+    /// has acknowledged all of them.
+    LinkCheck(link_check::LinkCheckArgs),
 }
 
 /// Which precisions a command covers.
@@ -93,6 +111,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => label::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Sink(args) => sink::run(&args),
+        Command::LinkCheck(args) => link_check::run(&args),
     }
 }
 

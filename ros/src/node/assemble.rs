@@ -66,7 +66,12 @@ pub enum Output {
     Score {
         episode_index: i64,
         stamp_ns: i64,
+        /// When the scored frame's camera message arrived.
         arrived: Instant,
+        /// When the input that produced this score arrived (see
+        /// [`super::stats::Stage::Trigger`]); None for the scores an
+        /// episode's end flushes out, which answer no input.
+        triggered: Option<Instant>,
         score: FrameScore,
     },
     Event(EpisodeEvent),
@@ -92,8 +97,21 @@ struct Episode {
     last_progress: f32,
 }
 
-/// A frame the clock picked, waiting for its joint state.
-type Tick = Arc<Arrived<CameraMsg>>;
+/// A received camera frame, shared by the clock's ticks that pick it.
+pub type Tick = Arc<Arrived<CameraMsg>>;
+
+/// What set off the assembler's current work, for
+/// [`super::stats::Stage::Trigger`].
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    /// A camera frame or joint state, arrived then.
+    Input(Instant),
+    /// The periodic tick, releasing frames whose wait for a joint state ran
+    /// out: a score counts from the released frame's own arrival.
+    Timer,
+    /// The episode's end: what it flushes out answers no input.
+    EpisodeEnd,
+}
 
 pub struct Assembler {
     cfg: AssemblerConfig,
@@ -110,6 +128,8 @@ pub struct Assembler {
     last_joints: Option<JointVec>,
     /// Stamp and arrival of each frame given to the scorer, until scored.
     pending: VecDeque<(usize, i64, Instant)>,
+    /// What set off the work being done (the trigger of what it scores).
+    trigger: Trigger,
     episode: Option<Episode>,
     next_episode: i64,
     stats: Arc<NodeStats>,
@@ -145,6 +165,7 @@ impl Assembler {
             last_camera_stamp: None,
             last_joints: None,
             pending: VecDeque::with_capacity(1024),
+            trigger: Trigger::EpisodeEnd,
             episode: None,
             next_episode: 0,
             stats,
@@ -165,7 +186,8 @@ impl Assembler {
     }
 
     /// A camera message arrived.
-    pub fn on_camera(&mut self, frame: Arrived<CameraMsg>) {
+    pub fn on_camera(&mut self, frame: Tick) {
+        self.trigger = Trigger::Input(frame.at);
         self.stats.count("camera_messages", 1);
         if self.episode.is_none() {
             if !self.cfg.auto_start {
@@ -186,7 +208,6 @@ impl Assembler {
         if let Some(e) = self.episode.as_mut() {
             e.last_camera = frame.at;
         }
-        let frame = Arc::new(frame);
         let ticks = self.gate.push(stamp);
         if ticks.gaps > 0 {
             self.stats.count("camera_gaps", ticks.gaps as u64);
@@ -218,6 +239,7 @@ impl Assembler {
 
     /// A joint state arrived.
     pub fn on_joints(&mut self, js: Arrived<JointState>) {
+        self.trigger = Trigger::Input(js.at);
         self.stats.count("joint_messages", 1);
         let mut q = JointVec::new();
         let _ = q.resize(self.n_joints, 0.0);
@@ -315,7 +337,7 @@ impl Assembler {
             return;
         }
         for score in scored {
-            self.emit(score);
+            self.emit(score, Some(frame.at));
         }
     }
 
@@ -329,7 +351,8 @@ impl Assembler {
         }
     }
 
-    fn emit(&mut self, score: FrameScore) {
+    /// `pushed`: arrival of the frame whose push produced the score.
+    fn emit(&mut self, score: FrameScore, pushed: Option<Instant>) {
         let Some(episode) = self.episode.as_mut() else {
             return;
         };
@@ -352,6 +375,11 @@ impl Assembler {
             episode_index: episode.index,
             stamp_ns,
             arrived,
+            triggered: match self.trigger {
+                Trigger::Input(at) => Some(at),
+                Trigger::Timer => pushed,
+                Trigger::EpisodeEnd => None,
+            },
             score,
         };
         if self.out.try_send(output).is_err() {
@@ -398,6 +426,7 @@ impl Assembler {
         if self.episode.is_none() {
             return;
         }
+        self.trigger = Trigger::EpisodeEnd;
         // Frames still waiting for joints go out with what there is.
         let far = Instant::now() + Duration::from_secs(3600);
         self.drain(far);
@@ -417,7 +446,7 @@ impl Assembler {
             self.drop_input("score_error", e);
         }
         for s in scored {
-            self.emit(s);
+            self.emit(s, None);
         }
         let Some(ep) = self.episode.take() else {
             return;
@@ -445,6 +474,7 @@ impl Assembler {
 
     /// Periodic work: frames whose joint state is late, and inactivity.
     pub fn tick(&mut self, now: Instant) {
+        self.trigger = Trigger::Timer;
         self.drain(now);
         if let (Some(limit), Some(ep)) = (self.cfg.inactivity, self.episode.as_ref()) {
             if now.saturating_duration_since(ep.last_camera) > limit {
@@ -476,6 +506,12 @@ impl Assembler {
             ),
             other => self.drop_input("control_event", format_args!("unknown event {other}")),
         }
+    }
+
+    /// The index the next episode gets (episode indices must not repeat
+    /// across runs: the sink keys rows by them).
+    pub fn set_next_episode(&mut self, index: i64) {
+        self.next_episode = index;
     }
 
     pub fn next_episode_index(&self) -> i64 {

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub inputs: InputsConfig,
     pub outputs: OutputsConfig,
     pub episode: EpisodeConfig,
+    pub trainer: TrainerConfig,
+    pub rabc: RabcConfig,
 }
 
 impl Default for NodeConfig {
@@ -48,6 +50,8 @@ impl Default for NodeConfig {
             inputs: InputsConfig::default(),
             outputs: OutputsConfig::default(),
             episode: EpisodeConfig::default(),
+            trainer: TrainerConfig::default(),
+            rabc: RabcConfig::default(),
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct OutputsConfig {
     pub progress: String,
     /// sarm_msgs/EpisodeEvent topic.
     pub episode: String,
+    /// sarm_msgs/SampleWeight topic (RA-BC weights, `rabc.chunk_size` frames late).
+    pub weight: String,
     /// diagnostic_msgs/DiagnosticArray topic.
     pub diagnostics: String,
     pub diagnostics_period_s: f64,
@@ -162,6 +168,7 @@ impl Default for OutputsConfig {
         OutputsConfig {
             progress: "/sarm/progress".into(),
             episode: "/sarm/episode".into(),
+            weight: "/sarm/weight".into(),
             diagnostics: "/diagnostics".into(),
             diagnostics_period_s: 1.0,
             trainer_link: true,
@@ -187,6 +194,70 @@ impl Default for EpisodeConfig {
             control: "/sarm/episode_control".into(),
             inactivity_s: 2.0,
             auto_start: true,
+        }
+    }
+}
+
+/// The robot's end of the trainer link (used when `outputs.trainer_link`
+/// is on and the transport is Zenoh).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerConfig {
+    /// On-disk spool of records not yet acknowledged by the sink; kept
+    /// across runs (sequence numbers and episode indices carry on from it).
+    /// Empty: `<output_dir>/spool`, or `sarm_spool/<robot_id>` without an
+    /// output folder.
+    pub spool_dir: PathBuf,
+    /// Upper bound of the spool.
+    pub spool_max_mb: u64,
+    /// `drop_oldest` or `drop_newest` when the spool is full (counted,
+    /// logged, and reported to the sink).
+    pub when_full: String,
+    /// Heartbeat period (and how often the spool is synced to disk).
+    pub heartbeat_s: f64,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        TrainerConfig {
+            spool_dir: PathBuf::new(),
+            spool_max_mb: 256,
+            when_full: "drop_oldest".into(),
+            heartbeat_s: 0.5,
+        }
+    }
+}
+
+/// RA-BC weights on the robot (LeRobot's rule, with running statistics).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabcConfig {
+    /// H: the policy's action chunk, in scored frames (LeRobot's policies use 50).
+    pub chunk_size: usize,
+    pub kappa: f64,
+    pub epsilon: f64,
+    /// Progress head the weights use: `sparse` or `dense`.
+    pub head: String,
+}
+
+impl Default for RabcConfig {
+    fn default() -> Self {
+        let p = sarm_runtime::rabc::RabcParams::default();
+        RabcConfig {
+            chunk_size: p.chunk_size,
+            kappa: p.kappa,
+            epsilon: p.epsilon,
+            head: "sparse".into(),
+        }
+    }
+}
+
+impl RabcConfig {
+    pub fn params(&self) -> sarm_runtime::rabc::RabcParams {
+        sarm_runtime::rabc::RabcParams {
+            chunk_size: self.chunk_size,
+            kappa: self.kappa,
+            epsilon: self.epsilon,
         }
     }
 }
@@ -230,6 +301,7 @@ impl NodeConfig {
             &mut cfg.bundle,
             &mut cfg.source.bag,
             &mut cfg.transport.zenoh_config,
+            &mut cfg.trainer.spool_dir,
         ] {
             if !p.as_os_str().is_empty() && p.is_relative() && !p.exists() {
                 let candidate = base.join(&*p);
@@ -318,6 +390,7 @@ impl NodeConfig {
             ("inputs.joints", &self.inputs.joints),
             ("outputs.progress", &self.outputs.progress),
             ("outputs.episode", &self.outputs.episode),
+            ("outputs.weight", &self.outputs.weight),
             ("outputs.diagnostics", &self.outputs.diagnostics),
             ("episode.control", &self.episode.control),
         ] {
@@ -345,7 +418,47 @@ impl NodeConfig {
         if self.outputs.queue < 16 || self.outputs.queue > 1 << 20 {
             return Err(invalid("outputs.queue", "must be 16..=1048576"));
         }
+        use sarm_runtime::rabc::RabcParamsError as R;
+        self.rabc.params().validate().map_err(|e| {
+            let key = match e {
+                R::ChunkSize(_) | R::ChunkTooLarge(_) => "rabc.chunk_size",
+                R::Kappa(_) => "rabc.kappa",
+                R::Epsilon(_) => "rabc.epsilon",
+            };
+            invalid(key, e.to_string())
+        })?;
+        if !matches!(self.rabc.head.as_str(), "sparse" | "dense") {
+            return Err(invalid(
+                "rabc.head",
+                format!("sparse or dense, found {:?}", self.rabc.head),
+            ));
+        }
+        if self.trainer.spool_max_mb < 1 {
+            return Err(invalid("trainer.spool_max_mb", "must be >= 1"));
+        }
+        self.when_full()?;
+        if !(self.trainer.heartbeat_s.is_finite() && self.trainer.heartbeat_s > 0.0) {
+            return Err(invalid("trainer.heartbeat_s", "must be > 0"));
+        }
         Ok(())
+    }
+
+    /// The trainer link's spool folder (see `trainer.spool_dir`).
+    pub fn spool_dir(&self) -> PathBuf {
+        if !self.trainer.spool_dir.as_os_str().is_empty() {
+            self.trainer.spool_dir.clone()
+        } else if !self.output_dir.as_os_str().is_empty() {
+            self.output_dir.join("spool")
+        } else {
+            PathBuf::from("sarm_spool").join(&self.robot_id)
+        }
+    }
+
+    pub fn when_full(&self) -> Result<crate::trainer::WhenFull, ConfigError> {
+        self.trainer
+            .when_full
+            .parse()
+            .map_err(|m: String| invalid("trainer.when_full", m))
     }
 
     pub fn ros_distro(&self) -> Result<RosDistro, ConfigError> {
@@ -392,5 +505,8 @@ mod tests {
         bad("[inputs]\ncamera = \"/a b\"", "`inputs.camera`");
         bad("[source]\nkind = \"bag\"", "`source.bag`");
         bad("[outputs]\nqueue = 1", "`outputs.queue`");
+        bad("[rabc]\nchunk_size = 0", "`rabc.chunk_size`");
+        bad("[rabc]\nhead = \"both\"", "`rabc.head`");
+        bad("[trainer]\nwhen_full = \"block\"", "`trainer.when_full`");
     }
 }

@@ -24,7 +24,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use sarm_runtime::{Bundle, HeadKind, Precision, ScorerConfig};
 
-use self::assemble::{Arrived, Assembler, AssemblerConfig, CameraMsg, Output};
+use self::assemble::{Arrived, Assembler, AssemblerConfig, CameraMsg, Output, Tick};
 use self::config::NodeConfig;
 use self::outputs::{run_outputs, OutputSettings, OutputSummary, Sinks};
 use self::stats::{NodeStats, Stage};
@@ -35,8 +35,9 @@ use crate::msg::{CompressedImage, EpisodeEvent, Image, JointState};
 use crate::qos::TopicQos;
 use crate::replay::{bag_topics, publishers_for, replay_once};
 use crate::sync::SyncConfig;
+use crate::trainer::{RobotLink, RobotLinkConfig, SpoolConfig};
 use crate::transport::{Subscribe, Transport, TransportConfig, TransportKind};
-use crate::zenoh_link::{NativePublisher, TrainerKeys, ZenohSessionConfig};
+use crate::zenoh_link::ZenohSessionConfig;
 
 /// What a run did, for the closing summary.
 #[derive(Debug, Clone)]
@@ -49,8 +50,18 @@ pub struct RunSummary {
 }
 
 /// Runs the node until `stop` is set, or, with a bag source, until the
-/// bag's episode has been scored.
+/// bag's episode has been scored, showing the live view.
 pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
+    run_with_view(cfg, stop, true)
+}
+
+/// As [`run`]; `show_view: false` runs without the live view or its
+/// periodic log line (benchmarks).
+pub fn run_with_view(
+    cfg: &NodeConfig,
+    stop: Arc<AtomicBool>,
+    show_view: bool,
+) -> anyhow::Result<RunSummary> {
     cfg.validate()?;
     let bundle = Bundle::load(&cfg.bundle)
         .with_context(|| format!("loading bundle {}", cfg.bundle.display()))?;
@@ -121,18 +132,33 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     let mut sinks = Sinks {
         progress: transport.publisher(&cfg.outputs.progress, TopicQos::Reliable { depth: 100 })?,
         episode: transport.publisher(&cfg.outputs.episode, TopicQos::Reliable { depth: 10 })?,
+        weight: transport.publisher(&cfg.outputs.weight, TopicQos::Reliable { depth: 100 })?,
         diagnostics: transport
             .publisher(&cfg.outputs.diagnostics, TopicQos::Reliable { depth: 1 })?,
-        trainer_progress: None,
-        trainer_episode: None,
+        trainer: None,
         progress_topic: cfg.outputs.progress.clone(),
         episode_topic: cfg.outputs.episode.clone(),
+        weight_topic: cfg.outputs.weight.clone(),
     };
+    let mut first_episode = 0;
     if cfg.outputs.trainer_link {
         if let Some(session) = transport.zenoh_session() {
-            let keys = TrainerKeys::new(&cfg.robot_id)?;
-            sinks.trainer_progress = Some(NativePublisher::new(session, keys.progress())?);
-            sinks.trainer_episode = Some(NativePublisher::new(session, keys.episode())?);
+            let link = RobotLink::open(
+                session,
+                RobotLinkConfig {
+                    robot_id: cfg.robot_id.clone(),
+                    spool: SpoolConfig {
+                        dir: cfg.spool_dir(),
+                        max_bytes: cfg.trainer.spool_max_mb << 20,
+                        when_full: cfg.when_full()?,
+                    },
+                    heartbeat: Duration::from_secs_f64(cfg.trainer.heartbeat_s),
+                    model: bundle.dir.display().to_string(),
+                },
+            )
+            .context("opening the trainer link")?;
+            first_episode = link.recovered().next_episode;
+            sinks.trainer = Some(link);
         }
     }
 
@@ -168,7 +194,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     }
 
     // Channels.
-    let (camera_tx, camera_rx) = bounded::<Arrived<CameraMsg>>(2);
+    let (camera_tx, camera_rx) = bounded::<Tick>(2);
     let (joints_tx, joints_rx) = bounded::<Arrived<JointState>>(queue);
     let (control_tx, control_rx) = bounded::<Arrived<EpisodeEvent>>(16);
     let (out_tx, out_rx) = bounded::<Output>(cfg.outputs.queue);
@@ -181,6 +207,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             camera_sub,
             camera_tx,
             Some(camera_rx.clone()),
+            Arc::new,
             stop.clone(),
             stats.clone(),
             Some(camera_count.clone()),
@@ -190,6 +217,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             joints_sub,
             joints_tx,
             Some(joints_rx.clone()),
+            std::convert::identity,
             stop.clone(),
             stats.clone(),
             None,
@@ -199,6 +227,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             control_sub,
             control_tx,
             None,
+            std::convert::identity,
             stop.clone(),
             stats.clone(),
             None,
@@ -218,6 +247,12 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         output_dir: (!cfg.output_dir.as_os_str().is_empty()).then(|| cfg.output_dir.clone()),
         bundle_dir: bundle.dir.clone(),
         diagnostics_period: Duration::from_secs_f64(cfg.outputs.diagnostics_period_s),
+        rabc: cfg.rabc.params(),
+        rabc_head: if cfg.rabc.head == "dense" {
+            HeadKind::Dense
+        } else {
+            HeadKind::Sparse
+        },
     };
     let out_stats = stats.clone();
     let outputs = std::thread::Builder::new()
@@ -245,6 +280,8 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         max_lag: Duration::from_secs(1),
     };
     let mut assembler = Assembler::new(&bundle, acfg, stats.clone(), out_tx)?;
+    // Episode indices carry on from the trainer link's spool.
+    assembler.set_next_episode(first_episode);
     let asm_stop = stop.clone();
     let asm_count = camera_count.clone();
     let assembler_thread = std::thread::Builder::new()
@@ -294,12 +331,16 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     };
 
     // Main thread: the view, until the assembler is done.
-    let mut view = View::new();
+    let mut view = show_view.then(View::new);
     while !assembler_thread.is_finished() {
-        view.update(&stats);
+        if let Some(v) = view.as_mut() {
+            v.update(&stats);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    view.finish();
+    if let Some(v) = view.as_mut() {
+        v.finish();
+    }
     let _ = assembler_thread.join();
     stop.store(true, Ordering::Relaxed);
     if let Some(t) = replay_thread {
@@ -344,11 +385,17 @@ impl<T, U> Subscribe<U> for Mapped<T, U> {
 
 /// A thread that moves messages from a subscriber into a channel. With
 /// `latest_wins`, a full channel drops its oldest message to make room.
-fn spawn_input<T: Send + 'static>(
+///
+/// `pack` wraps what arrived for the channel (camera frames go in an `Arc`
+/// here, next to the message's own allocation, so the assembler allocates
+/// nothing per frame).
+#[allow(clippy::too_many_arguments)]
+fn spawn_input<T: Send + 'static, U: Send + 'static>(
     name: &'static str,
     mut sub: Box<dyn Subscribe<T> + Send>,
-    tx: Sender<Arrived<T>>,
-    latest_wins: Option<Receiver<Arrived<T>>>,
+    tx: Sender<U>,
+    latest_wins: Option<Receiver<U>>,
+    pack: fn(Arrived<T>) -> U,
     stop: Arc<AtomicBool>,
     stats: Arc<NodeStats>,
     counter: Option<Arc<AtomicU64>>,
@@ -363,10 +410,10 @@ fn spawn_input<T: Send + 'static>(
                         if let Some(c) = &counter {
                             c.fetch_add(1, Ordering::Relaxed);
                         }
-                        let mut item = Arrived {
+                        let mut item = pack(Arrived {
                             msg,
                             at: Instant::now(),
-                        };
+                        });
                         loop {
                             match tx.try_send(item) {
                                 Ok(()) => break,
@@ -400,7 +447,7 @@ fn spawn_input<T: Send + 'static>(
 
 fn assemble_loop(
     asm: &mut Assembler,
-    camera: Receiver<Arrived<CameraMsg>>,
+    camera: Receiver<Tick>,
     joints: Receiver<Arrived<JointState>>,
     control: Receiver<Arrived<EpisodeEvent>>,
     done: Receiver<u64>,

@@ -1,33 +1,60 @@
-//! The publishing side of the node: Progress and EpisodeEvent on ROS 2 (and
-//! on the trainer link's native keys when on Zenoh), DiagnosticArray every
-//! period, and the results folder (MCAP of everything published, LeRobot's
-//! sarm_progress.parquet rewritten at each episode's end).
+//! The publishing side of the node: Progress, SampleWeight (online RA-BC,
+//! H frames late) and EpisodeEvent on ROS 2 and, when on Zenoh, on the
+//! trainer link (spooled, numbered, delivered to `sarm sink`);
+//! DiagnosticArray every period; and the results folder (MCAP of everything
+//! published, LeRobot's sarm_progress.parquet rewritten at each episode's end).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use sarm_runtime::rabc::{FrameWeight, OnlineRabc, RabcParams};
 use sarm_runtime::HeadKind;
 
 use super::assemble::Output;
 use super::stats::{NodeStats, Stage};
 use crate::bag::McapOut;
-use crate::msg::{DiagnosticArray, EpisodeEvent, Progress};
+use crate::msg::{DiagnosticArray, EpisodeEvent, Header, Progress, SampleWeight, Time};
 use crate::progress_parquet::{self, ProgressRow};
 use crate::scores::{EpisodeProgress, ProgressStamper};
+use crate::trainer::{RobotLink, Sequenced};
 use crate::transport::Publish;
-use crate::zenoh_link::NativePublisher;
 
 /// Where outputs go.
 pub struct Sinks {
     pub progress: Box<dyn Publish<Progress>>,
     pub episode: Box<dyn Publish<EpisodeEvent>>,
+    pub weight: Box<dyn Publish<SampleWeight>>,
     pub diagnostics: Box<dyn Publish<DiagnosticArray>>,
-    pub trainer_progress: Option<NativePublisher<Progress>>,
-    pub trainer_episode: Option<NativePublisher<EpisodeEvent>>,
+    /// The trainer link (Zenoh only).
+    pub trainer: Option<RobotLink>,
     pub progress_topic: String,
     pub episode_topic: String,
+    pub weight_topic: String,
+}
+
+impl Sinks {
+    /// Sends on the trainer link (which numbers it), then on ROS 2.
+    fn send<T: Sequenced>(
+        &mut self,
+        msg: &mut T,
+        ros: impl FnOnce(&mut Self, &T) -> Result<(), crate::transport::TransportError>,
+        summary: &mut OutputSummary,
+    ) {
+        if let Some(t) = self.trainer.as_mut() {
+            if let Err(e) = t.send(msg) {
+                summary.publish_errors += 1;
+                tracing::warn!("trainer link: {e}");
+            }
+        }
+        if let Err(e) = ros(self, msg) {
+            summary.publish_errors += 1;
+            tracing::warn!("publishing {}: {e}", T::TYPE_NAME);
+        }
+    }
 }
 
 /// What the run produced, for the closing summary.
@@ -48,6 +75,57 @@ pub struct OutputSettings {
     pub output_dir: Option<PathBuf>,
     pub bundle_dir: PathBuf,
     pub diagnostics_period: Duration,
+    pub rabc: RabcParams,
+    /// The head whose progress the weights use.
+    pub rabc_head: HeadKind,
+}
+
+/// Online RA-BC over the scored frames of the current episode.
+struct Weights {
+    rabc: OnlineRabc,
+    head: HeadKind,
+    /// Frame indices (and stamps) of frames whose weight is pending.
+    frames: VecDeque<(i64, i64)>,
+    ready: Vec<FrameWeight>,
+}
+
+impl Weights {
+    fn push(&mut self, score: &sarm_runtime::FrameScore, stamp_ns: i64) {
+        let Some(h) = score.head(self.head).or(score.heads.first()) else {
+            return;
+        };
+        self.frames.push_back((score.frame_index as i64, stamp_ns));
+        let ready = &mut self.ready;
+        self.rabc.push(h.progress, &mut |w| ready.push(w));
+    }
+
+    fn finish(&mut self) {
+        let ready = &mut self.ready;
+        self.rabc.finish(&mut |w| ready.push(w));
+    }
+
+    /// The weights that became known, as messages.
+    fn drain(&mut self, robot_id: &str, episode_index: i64) -> Vec<SampleWeight> {
+        let chunk = self.rabc.params().chunk_size as u32;
+        let mut out = Vec::with_capacity(self.ready.len());
+        for w in self.ready.drain(..) {
+            let (frame_index, stamp) = self.frames.pop_front().unwrap_or((w.frame_index as i64, 0));
+            out.push(SampleWeight {
+                header: Header {
+                    stamp: Time::from_nanos(stamp),
+                    frame_id: String::new(),
+                },
+                robot_id: robot_id.to_string(),
+                episode_index,
+                frame_index,
+                seq: 0,
+                chunk_size: chunk,
+                delta: w.delta,
+                weight: w.weight,
+            });
+        }
+        out
+    }
 }
 
 /// Runs until `rx` is closed and drained.
@@ -61,6 +139,13 @@ pub fn run_outputs(
     let mut stamper = ProgressStamper::new(&settings.robot_id, "sarm", settings.heads.len());
     let mut episode = EpisodeProgress::new(settings.heads.clone());
     let mut rows: Vec<ProgressRow> = Vec::new();
+    let mut weights = Weights {
+        rabc: OnlineRabc::new(settings.rabc)?,
+        head: settings.rabc_head,
+        frames: VecDeque::with_capacity(settings.rabc.chunk_size + 2),
+        ready: Vec::with_capacity(settings.rabc.chunk_size + 1),
+    };
+    let mut current_episode = 0i64;
     let mut mcap = match &settings.output_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -79,27 +164,29 @@ pub fn run_outputs(
                 episode_index,
                 stamp_ns,
                 arrived,
+                triggered,
                 score,
             }) => {
                 let started = Instant::now();
                 episode.push(&score);
-                let msgs = stamper.messages(&score, episode_index, stamp_ns);
-                for msg in &msgs {
-                    if let Err(e) = sinks.progress.publish(msg) {
-                        summary.publish_errors += 1;
-                        tracing::warn!("publishing progress: {e}");
-                    }
-                    if let Some(t) = sinks.trainer_progress.as_mut() {
-                        if let Err(e) = t.publish(msg) {
-                            summary.publish_errors += 1;
-                            tracing::warn!("trainer link: {e}");
-                        }
-                    }
+                let mut msgs = stamper.messages(&score, episode_index, stamp_ns);
+                for msg in msgs.iter_mut() {
+                    sinks.send(msg, |s, m| s.progress.publish(m), &mut summary);
                     summary.progress_published += 1;
+                }
+                weights.push(&score, stamp_ns);
+                for mut w in weights.drain(&settings.robot_id, episode_index) {
+                    sinks.send(&mut w, |s, m| s.weight.publish(m), &mut summary);
+                    if let Some(m) = mcap.as_mut() {
+                        m.write(&sinks.weight_topic, stamp_ns.max(0) as u64, &w)?;
+                    }
                 }
                 let now = Instant::now();
                 stats.record(Stage::Publish, now - started);
                 stats.record(Stage::EndToEnd, now.saturating_duration_since(arrived));
+                if let Some(t) = triggered {
+                    stats.record(Stage::Trigger, now.saturating_duration_since(t));
+                }
                 let wall = crate::zenoh_link::now_ns();
                 // Only for live stamps: a replayed or simulated clock is not wall time.
                 let age = wall - stamp_ns;
@@ -126,17 +213,24 @@ pub fn run_outputs(
                     }
                 }
             }
-            Ok(Output::Event(ev)) => {
-                if let Err(e) = sinks.episode.publish(&ev) {
-                    summary.publish_errors += 1;
-                    tracing::warn!("publishing episode event: {e}");
-                }
-                if let Some(t) = sinks.trainer_episode.as_mut() {
-                    if let Err(e) = t.publish(&ev) {
-                        summary.publish_errors += 1;
-                        tracing::warn!("trainer link: {e}");
+            Ok(Output::Event(mut ev)) => {
+                if ev.event != 0 {
+                    // The episode's last weights (clamped to its last frame) go before its end.
+                    weights.finish();
+                    for mut w in weights.drain(&settings.robot_id, current_episode) {
+                        sinks.send(&mut w, |s, m| s.weight.publish(m), &mut summary);
+                        if let Some(m) = mcap.as_mut() {
+                            m.write(
+                                &sinks.weight_topic,
+                                w.header.stamp.as_nanos().max(0) as u64,
+                                &w,
+                            )?;
+                        }
                     }
+                } else {
+                    current_episode = ev.episode_index;
                 }
+                sinks.send(&mut ev, |s, m| s.episode.publish(m), &mut summary);
                 if let Some(m) = mcap.as_mut() {
                     m.write(
                         &sinks.episode_topic,
@@ -176,11 +270,14 @@ pub fn run_outputs(
         }
         if Instant::now() >= next_diag {
             next_diag = Instant::now() + settings.diagnostics_period;
-            let diag = stats.diagnostics(
+            let mut diag = stats.diagnostics(
                 &settings.node_name,
                 &settings.robot_id,
                 crate::zenoh_link::now_ns(),
             );
+            if let (Some(t), Some(status)) = (sinks.trainer.as_ref(), diag.status.first_mut()) {
+                trainer_diagnostics(t, status);
+            }
             if let Err(e) = sinks.diagnostics.publish(&diag) {
                 tracing::warn!("publishing diagnostics: {e}");
             }
@@ -190,6 +287,30 @@ pub fn run_outputs(
         m.finish()?;
     }
     Ok(summary)
+}
+
+/// The trainer link's state in the node's diagnostics; records lost to a
+/// full spool raise the level to WARN.
+fn trainer_diagnostics(t: &RobotLink, status: &mut crate::msg::DiagnosticStatus) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = t.stats();
+    let lost = st.spool_dropped.load(Relaxed) + st.spool_rejected.load(Relaxed);
+    for (key, value) in [
+        ("trainer_next_seq", t.next_seq()),
+        ("trainer_unacknowledged", t.unacked()),
+        ("trainer_replayed", st.replayed.load(Relaxed)),
+        ("trainer_spool_dropped", st.spool_dropped.load(Relaxed)),
+        ("trainer_spool_rejected", st.spool_rejected.load(Relaxed)),
+    ] {
+        status.values.push(crate::msg::KeyValue {
+            key: key.into(),
+            value: value.to_string(),
+        });
+    }
+    if lost > 0 && status.level == 0 {
+        status.level = 1;
+        status.message = format!("{lost} trainer-link records lost to a full spool");
+    }
 }
 
 fn write_parquet(path: &Path, rows: &[ProgressRow], bundle_dir: &Path) -> anyhow::Result<()> {

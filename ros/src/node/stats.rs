@@ -27,18 +27,26 @@ pub enum Stage {
     /// look-ahead (a centred window scores a frame only once the frames
     /// after it have arrived).
     EndToEnd,
+    /// Arrival of the input message whose handling produced the score (the
+    /// camera frame or joint state that completed the window; for a frame
+    /// released by its wait for joints running out, that frame) -> Progress
+    /// published. Leaves out the window's look-ahead: what the node adds
+    /// once a score is due. Scores flushed out at an episode's end answer no
+    /// input and are not counted.
+    Trigger,
     /// Camera header stamp -> Progress published (meaningful when stamps are live).
     StampToPublish,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Queue,
         Stage::Decode,
         Stage::Encode,
         Stage::Reward,
         Stage::Publish,
         Stage::EndToEnd,
+        Stage::Trigger,
         Stage::StampToPublish,
     ];
 
@@ -50,6 +58,7 @@ impl Stage {
             Stage::Reward => "reward",
             Stage::Publish => "publish",
             Stage::EndToEnd => "receive_to_publish",
+            Stage::Trigger => "trigger_to_publish",
             Stage::StampToPublish => "stamp_to_publish",
         }
     }

@@ -51,6 +51,22 @@ impl TrainerKeys {
     pub fn episode(&self) -> String {
         format!("sarm/{}/episode", self.robot_id)
     }
+    /// The key of a record kind.
+    pub fn key(&self, kind: crate::trainer::RecordKind) -> String {
+        format!("sarm/{}/{}", self.robot_id, kind.key_suffix())
+    }
+    /// The robot's spool queryable.
+    pub fn spool(&self) -> String {
+        format!("sarm/{}/spool", self.robot_id)
+    }
+    /// The sink's acknowledgements to this robot.
+    pub fn ack(&self) -> String {
+        format!("sarm/{}/ack", self.robot_id)
+    }
+    /// The robot's heartbeat.
+    pub fn head(&self) -> String {
+        format!("sarm/{}/head", self.robot_id)
+    }
 }
 
 /// A publisher of `T` on a native key.

@@ -2,6 +2,7 @@
 prints its schema, metadata and columns as JSON."""
 
 import json
+import math
 import sys
 
 import pyarrow.parquet as pq
@@ -11,5 +12,9 @@ meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
 print(json.dumps({
     "columns": [[f.name, str(f.type)] for f in t.schema],
     "metadata": meta,
-    "data": {name: t.column(name).to_pylist() for name in t.column_names},
+    # NaN (a missing head) as null: JSON has no NaN.
+    "data": {
+        name: [None if isinstance(v, float) and math.isnan(v) else v for v in t.column(name).to_pylist()]
+        for name in t.column_names
+    },
 }))

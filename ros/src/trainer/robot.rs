@@ -1,0 +1,344 @@
+//! The robot's end of the trainer link.
+//!
+//! Every record gets the robot's next sequence number, is appended to the
+//! spool, then published on `sarm/<robot_id>/<kind>` (CDR payload, the
+//! rmw_zenoh-style attachment whose sequence number is the record's). The
+//! put never blocks (congestion drops it; the sink recovers it from the
+//! spool). A queryable on `sarm/<robot_id>/spool` replays spooled records;
+//! acknowledgements on `sarm/<robot_id>/ack` trim the spool; a heartbeat on
+//! `sarm/<robot_id>/head` tells the sink how far the robot has got.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use zenoh::pubsub::{Publisher, Subscriber};
+use zenoh::qos::CongestionControl;
+use zenoh::query::Queryable;
+use zenoh::{Session, Wait};
+
+use super::protocol::{Ack, Heartbeat, SpoolQuery};
+use super::record::{Record, RecordKind};
+use super::spool::{Appended, Recovered, Spool, SpoolConfig};
+use super::TrainerError;
+use crate::msg::{EpisodeEvent, Progress, RosMessage, SampleWeight};
+use crate::zenoh_link::rmw::{gid, Attachment};
+use crate::zenoh_link::{now_ns, TrainerKeys};
+
+/// Settings of the robot's end.
+#[derive(Debug, Clone)]
+pub struct RobotLinkConfig {
+    pub robot_id: String,
+    pub spool: SpoolConfig,
+    /// Heartbeat period (also how often the spool is synced to disk).
+    pub heartbeat: Duration,
+    /// The reward model (its bundle path), for the sink's parquet metadata.
+    pub model: String,
+}
+
+/// Messages that carry the record's sequence number.
+pub trait Sequenced: RosMessage {
+    const KIND: RecordKind;
+    fn set_seq(&mut self, seq: u64);
+    fn episode(&self) -> i64;
+}
+
+impl Sequenced for Progress {
+    const KIND: RecordKind = RecordKind::Progress;
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+    fn episode(&self) -> i64 {
+        self.episode_index
+    }
+}
+
+impl Sequenced for SampleWeight {
+    const KIND: RecordKind = RecordKind::Weight;
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+    fn episode(&self) -> i64 {
+        self.episode_index
+    }
+}
+
+impl Sequenced for EpisodeEvent {
+    const KIND: RecordKind = RecordKind::Episode;
+    fn set_seq(&mut self, _seq: u64) {}
+    fn episode(&self) -> i64 {
+        self.episode_index
+    }
+}
+
+/// Counters of the robot's end.
+#[derive(Debug, Default)]
+pub struct RobotLinkStats {
+    pub sent: AtomicU64,
+    pub publish_errors: AtomicU64,
+    pub replayed: AtomicU64,
+    pub spool_dropped: AtomicU64,
+    pub spool_rejected: AtomicU64,
+    pub acked_through: AtomicU64,
+}
+
+struct Shared {
+    spool: Mutex<Spool>,
+    next_seq: AtomicU64,
+    stats: RobotLinkStats,
+    model: String,
+}
+
+impl Shared {
+    fn spool(&self) -> MutexGuard<'_, Spool> {
+        match self.spool.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+pub struct RobotLink {
+    keys: TrainerKeys,
+    shared: Arc<Shared>,
+    publishers: Vec<(RecordKind, Publisher<'static>)>,
+    gid: [u8; 16],
+    recovered: Recovered,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<JoinHandle<()>>,
+    _queryable: Queryable<()>,
+    _acks: Subscriber<()>,
+}
+
+impl RobotLink {
+    pub fn open(session: &Session, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
+        let keys = TrainerKeys::new(&cfg.robot_id)?;
+        let (spool, recovered) = Spool::open(cfg.spool.clone())?;
+        if recovered.records > 0 {
+            tracing::info!(
+                "trainer link: {} spooled records from an earlier run; carrying on at seq {}, episode {}",
+                recovered.records,
+                recovered.next_seq,
+                recovered.next_episode
+            );
+        }
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            next_seq: AtomicU64::new(recovered.next_seq),
+            stats: RobotLinkStats::default(),
+            model: cfg.model.clone(),
+        });
+        let mut publishers = Vec::new();
+        for kind in RecordKind::ALL {
+            let key = keys.key(kind);
+            let p = session
+                .declare_publisher(key.clone())
+                .congestion_control(CongestionControl::Drop)
+                .wait()
+                .map_err(|e| TrainerError::zenoh("publisher", &key, e))?;
+            publishers.push((kind, p));
+        }
+        let gid = gid(&format!("{}/{}", session.zid(), keys.spool()));
+
+        let q_shared = shared.clone();
+        let spool_key = keys.spool();
+        let queryable = session
+            .declare_queryable(spool_key.clone())
+            .callback(move |query| {
+                let asked = SpoolQuery::parse(query.parameters().as_str());
+                let records = match asked {
+                    Ok(q) => q_shared.spool().read_from(q.from, q.limit),
+                    Err(e) => {
+                        tracing::warn!("trainer link: bad spool query: {e}");
+                        return;
+                    }
+                };
+                match records {
+                    Ok(records) => {
+                        for r in records {
+                            let key = query.key_expr().clone();
+                            if query.reply(key, r.to_frame()).wait().is_ok() {
+                                q_shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!("trainer link: reading the spool: {e}"),
+                }
+            })
+            .wait()
+            .map_err(|e| TrainerError::zenoh("queryable", &spool_key, e))?;
+
+        let a_shared = shared.clone();
+        let ack_key = keys.ack();
+        let acks = session
+            .declare_subscriber(ack_key.clone())
+            .callback(
+                move |sample| match Ack::from_bytes(&sample.payload().to_bytes()) {
+                    Ok(ack) => {
+                        a_shared.spool().ack(ack.through);
+                        a_shared
+                            .stats
+                            .acked_through
+                            .fetch_max(ack.through + 1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!("trainer link: bad acknowledgement: {e}"),
+                },
+            )
+            .wait()
+            .map_err(|e| TrainerError::zenoh("subscriber", &ack_key, e))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let hb = {
+            let (stop, shared, session) = (stop.clone(), shared.clone(), session.clone());
+            let key = keys.head();
+            let period = cfg.heartbeat;
+            std::thread::Builder::new()
+                .name("sarm-trainer-hb".into())
+                .spawn(move || heartbeat_loop(&session, &key, &shared, &stop, period))
+                .map_err(|e| TrainerError::Io(e.to_string()))?
+        };
+        Ok(RobotLink {
+            keys,
+            shared,
+            publishers,
+            gid,
+            recovered,
+            stop,
+            heartbeat: Some(hb),
+            _queryable: queryable,
+            _acks: acks,
+        })
+    }
+
+    /// Where this run carries on (sequence number, episode index).
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    pub fn robot_id(&self) -> &str {
+        self.keys.robot_id()
+    }
+
+    pub fn stats(&self) -> &RobotLinkStats {
+        &self.shared.stats
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.shared.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Records not acknowledged by the sink yet.
+    pub fn unacked(&self) -> u64 {
+        self.next_seq()
+            .saturating_sub(self.shared.stats.acked_through.load(Ordering::Relaxed))
+    }
+
+    /// Numbers, spools and publishes a message. `Ok(false)`: the spool was
+    /// full and its policy rejected the record (counted and reported).
+    pub fn send<T: Sequenced>(&mut self, msg: &mut T) -> Result<bool, TrainerError> {
+        let seq = self.shared.next_seq.load(Ordering::Relaxed);
+        msg.set_seq(seq);
+        let source_ns = now_ns();
+        let record = Record::new(seq, T::KIND, msg.episode(), source_ns, msg)
+            .map_err(|e| TrainerError::Encode(e.to_string()))?;
+        match self.shared.spool().append(&record)? {
+            Appended::Stored => {}
+            Appended::StoredDroppingOldest(n) => {
+                self.shared
+                    .stats
+                    .spool_dropped
+                    .fetch_add(n, Ordering::Relaxed);
+                tracing::error!(
+                    "trainer link: spool full, {n} unacknowledged records dropped (trainer.spool.when_full = drop_oldest)"
+                );
+            }
+            Appended::Rejected => {
+                let n = self
+                    .shared
+                    .stats
+                    .spool_rejected
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(
+                        "trainer link: spool full, {n} new records not kept (trainer.spool.when_full = drop_newest)"
+                    );
+                }
+                return Ok(false);
+            }
+        }
+        self.shared.next_seq.store(seq + 1, Ordering::Relaxed);
+        let attachment = Attachment {
+            sequence_number: seq as i64,
+            source_timestamp_ns: source_ns,
+            gid: self.gid,
+        };
+        if let Some((_, p)) = self.publishers.iter().find(|(k, _)| *k == T::KIND) {
+            if let Err(e) = p.put(record.cdr).attachment(attachment.to_bytes()).wait() {
+                // Spooled: the sink gets it from there.
+                self.shared
+                    .stats
+                    .publish_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("trainer link: put failed: {e}");
+            }
+        }
+        self.shared.stats.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Syncs the spool to disk now.
+    pub fn sync(&self) -> Result<(), TrainerError> {
+        Ok(self.shared.spool().sync()?)
+    }
+}
+
+impl Drop for RobotLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.shared.spool().sync() {
+            tracing::error!("trainer link: syncing the spool: {e}");
+        }
+    }
+}
+
+fn heartbeat_loop(
+    session: &Session,
+    key: &str,
+    shared: &Shared,
+    stop: &AtomicBool,
+    period: Duration,
+) {
+    let tick = Duration::from_millis(20).min(period);
+    let mut waited = period;
+    while !stop.load(Ordering::Relaxed) {
+        if waited >= period {
+            waited = Duration::ZERO;
+            let (first_seq, spool_bytes) = {
+                let mut s = shared.spool();
+                if let Err(e) = s.sync() {
+                    tracing::error!("trainer link: syncing the spool: {e}");
+                }
+                (s.first_seq(), s.bytes())
+            };
+            let hb = Heartbeat {
+                next_seq: shared.next_seq.load(Ordering::Relaxed),
+                first_seq,
+                dropped: shared.stats.spool_dropped.load(Ordering::Relaxed),
+                rejected: shared.stats.spool_rejected.load(Ordering::Relaxed),
+                spool_bytes,
+                model: shared.model.clone(),
+            };
+            let _ = session
+                .put(key, hb.to_bytes())
+                .congestion_control(CongestionControl::Drop)
+                .wait();
+        }
+        std::thread::sleep(tick);
+        waited += tick;
+    }
+}

@@ -1,0 +1,272 @@
+//! The node's hot path allocates nothing per scored frame outside the
+//! third-party calls it makes.
+//!
+//! A counting global allocator counts, on the assembler's thread only, every
+//! allocation made while the assembler takes in a camera frame or a joint
+//! state and scores what is due: clock, pairing, decoding into the reused
+//! RGB buffer, preprocessing, the embedding cache, window assembly, progress
+//! math, statistics and the hand-off to the outputs thread. Each allocation
+//! is attributed through `sarm_runtime::alloc_scope` to the runtime's own
+//! code, tract's `run` (the model call), the JPEG decoder (zune-jpeg) or the
+//! resizer (fast_image_resize). The runtime's own share must be zero; the
+//! others are reported per frame and must not grow from frame to frame.
+//!
+//! Out of scope, by design: the input threads (deserialising a message
+//! allocates its data, and the frame is put in an `Arc` there) and the
+//! outputs thread (building and serialising messages for the transports).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sarm_ros::bag::read_bag;
+use sarm_ros::msg::{CompressedImage, JointState, RosMessage};
+use sarm_ros::node::assemble::{Arrived, Assembler, AssemblerConfig, CameraMsg, Output};
+use sarm_ros::node::stats::NodeStats;
+use sarm_ros::sync::SyncConfig;
+use sarm_runtime::alloc_scope::{current, Scope};
+use sarm_runtime::{Bundle, Precision, ScorerConfig};
+
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+}
+
+const SCOPES: usize = Scope::ALL.len();
+static COUNT: [AtomicU64; SCOPES] = [const { AtomicU64::new(0) }; SCOPES];
+static BYTES: [AtomicU64; SCOPES] = [const { AtomicU64::new(0) }; SCOPES];
+
+fn note(size: usize) {
+    if TRACK.with(|t| t.get()) {
+        let i = current() as usize;
+        COUNT[i].fetch_add(1, Ordering::Relaxed);
+        BYTES[i].fetch_add(size as u64, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (count, bytes) per scope.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+struct Counts([(u64, u64); SCOPES]);
+
+impl Counts {
+    fn of(&self, s: Scope) -> (u64, u64) {
+        self.0[s as usize]
+    }
+    fn add(&mut self, o: &Counts) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+}
+
+fn snapshot() -> Counts {
+    let mut c = Counts::default();
+    for i in 0..SCOPES {
+        c.0[i] = (
+            COUNT[i].load(Ordering::Relaxed),
+            BYTES[i].load(Ordering::Relaxed),
+        );
+    }
+    c
+}
+
+/// Runs `f` with counting on for this thread; returns what it allocated.
+fn counted(f: impl FnOnce()) -> Counts {
+    let before = snapshot();
+    TRACK.with(|t| t.set(true));
+    f();
+    TRACK.with(|t| t.set(false));
+    let after = snapshot();
+    let mut d = Counts::default();
+    for i in 0..SCOPES {
+        d.0[i] = (after.0[i].0 - before.0[i].0, after.0[i].1 - before.0[i].1);
+    }
+    d
+}
+
+enum Input {
+    Camera(CompressedImage),
+    Joints(JointState),
+}
+
+fn aloha() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/aloha-transfer-cube")
+}
+
+fn recorded_inputs() -> Vec<Input> {
+    let bag = aloha().join("episodes/success_ep_0025/bag");
+    let mut inputs = Vec::new();
+    read_bag(&bag, |m| match m.topic {
+        "/camera/top/image_raw/compressed" => inputs.push(Input::Camera(
+            CompressedImage::from_cdr(m.data).expect("the bag's images decode"),
+        )),
+        "/joint_states" => inputs.push(Input::Joints(
+            JointState::from_cdr(m.data).expect("the bag's joint states decode"),
+        )),
+        _ => {}
+    })
+    .expect("the held-out episode reads");
+    inputs
+}
+
+struct Run {
+    /// Totals over the steady state.
+    steady: Counts,
+    steady_scored: u64,
+    scored: u64,
+    /// Per steady-state input that decoded or resized: that input's counts.
+    per_image: Vec<Counts>,
+}
+
+/// Feeds the episode through an assembler.
+fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
+    let (tx, rx) = crossbeam_channel::bounded::<Output>(4096);
+    let cfg = AssemblerConfig {
+        robot_id: "alloc-test".into(),
+        scorer: ScorerConfig {
+            precision,
+            ..ScorerConfig::default()
+        },
+        sync: SyncConfig {
+            cameras: 1,
+            slop_ns: 20_000_000,
+            max_wait: Duration::from_millis(100),
+            queue: 64,
+        },
+        auto_start: true,
+        inactivity: None,
+        // Fed as fast as it scores: nothing is late.
+        max_lag: Duration::from_secs(3600),
+    };
+    let mut asm =
+        Assembler::new(bundle, cfg, Arc::new(NodeStats::new()), tx).expect("the assembler builds");
+    // Steady state: the windows are full and every statistic and drop
+    // counter in use has its entry.
+    const WARM_UP_FRAMES: u64 = 8;
+    let mut scored = 0u64;
+    let mut steady_scored = 0u64;
+    let mut steady = Counts::default();
+    let mut per_image = Vec::new();
+    for input in inputs {
+        let c = match input {
+            Input::Camera(m) => {
+                // What the camera input thread does: message and Arc.
+                let tick = Arc::new(Arrived {
+                    msg: CameraMsg::Compressed(m.clone()),
+                    at: Instant::now(),
+                });
+                counted(|| asm.on_camera(tick))
+            }
+            Input::Joints(m) => {
+                let js = Arrived {
+                    msg: m.clone(),
+                    at: Instant::now(),
+                };
+                counted(|| asm.on_joints(js))
+            }
+        };
+        let mut new_scores = 0;
+        while let Ok(out) = rx.try_recv() {
+            if matches!(out, Output::Score { .. }) {
+                new_scores += 1;
+            }
+        }
+        if scored >= WARM_UP_FRAMES {
+            steady.add(&c);
+            steady_scored += new_scores;
+            if c.of(Scope::ImageDecode).0 > 0 || c.of(Scope::Resize).0 > 0 {
+                per_image.push(c);
+            }
+        }
+        scored += new_scores;
+    }
+    asm.end_episode(false, "end of the test episode");
+    while let Ok(out) = rx.try_recv() {
+        if matches!(out, Output::Score { .. }) {
+            scored += 1;
+        }
+    }
+    Run {
+        steady,
+        steady_scored,
+        scored,
+        per_image,
+    }
+}
+
+#[test]
+fn steady_state_scored_frame_allocates_nothing_outside_the_model_call() {
+    let bundle = Bundle::load(aloha()).expect("the ALOHA bundle loads");
+    let inputs = recorded_inputs();
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let run = run_episode(&bundle, precision, &inputs);
+        let n = run.steady_scored.max(1) as f64;
+        println!(
+            "{precision:?}: {} frames scored, {} in steady state; per scored frame:",
+            run.scored, run.steady_scored
+        );
+        for scope in Scope::ALL {
+            let (count, bytes) = run.steady.of(scope);
+            println!(
+                "  {scope:?}: {:.1} allocations, {:.1} KiB",
+                count as f64 / n,
+                bytes as f64 / 1024.0 / n
+            );
+        }
+        assert!(
+            run.steady_scored >= 30,
+            "{precision:?}: only {} frames scored in steady state",
+            run.steady_scored
+        );
+        assert!(
+            run.steady.of(Scope::Model).0 > 0 && run.steady.of(Scope::ImageDecode).0 > 0,
+            "{precision:?}: the scope probes are not wired"
+        );
+        assert_eq!(
+            run.steady.of(Scope::Runtime),
+            (0, 0),
+            "{precision:?}: the runtime's own code allocated (count, bytes) over {} scored frames",
+            run.steady_scored
+        );
+        // The third-party calls allocate the same for every image: nothing grows.
+        for scope in [Scope::ImageDecode, Scope::Resize] {
+            let per: Vec<(u64, u64)> = run
+                .per_image
+                .iter()
+                .map(|c| c.of(scope))
+                .filter(|c| c.0 > 0)
+                .collect();
+            let (lo, hi) = (per.iter().min(), per.iter().max());
+            assert!(
+                !per.is_empty() && lo.map(|l| l.0) == hi.map(|h| h.0),
+                "{precision:?}: {scope:?} allocations vary per image: {lo:?} .. {hi:?}"
+            );
+        }
+    }
+}

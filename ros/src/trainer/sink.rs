@@ -86,10 +86,16 @@ pub struct RobotSummary {
     pub robot_next_seq: Option<u64>,
     pub robot_spool_dropped: u64,
     pub robot_spool_rejected: u64,
-    /// Robot made the record -> synced at the sink, ms (records received by this run).
+    /// Robot made the record -> synced at the sink, ms, for records that
+    /// came live (received by this run).
     pub delay_ms_p50: f64,
     pub delay_ms_p99: f64,
     pub delay_ms_max: f64,
+    /// The same for records that came from the robot's spool (after an
+    /// outage: includes the outage).
+    pub recovered_delay_ms_p50: f64,
+    pub recovered_delay_ms_p99: f64,
+    pub recovered_delay_ms_max: f64,
 }
 
 #[derive(Debug)]
@@ -131,13 +137,16 @@ struct RobotState {
     head: Option<Heartbeat>,
     summary: RobotSummary,
     unacked: bool,
-    unsynced_delays: Vec<i64>,
+    /// Source times of records appended since the last sync, and whether
+    /// they came live (true) or from the robot's spool.
+    unsynced_delays: Vec<(i64, bool)>,
     parquet_dirty: bool,
     episode_ended: bool,
     last_parquet: Instant,
     query_in_flight: bool,
     last_query: Option<Instant>,
     delays: Histogram<u64>,
+    delays_recovered: Histogram<u64>,
 }
 
 impl RobotState {
@@ -177,18 +186,21 @@ impl RobotState {
             last_query: None,
             delays: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .map_err(|e| TrainerError::Io(e.to_string()))?,
+            delays_recovered: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .map_err(|e| TrainerError::Io(e.to_string()))?,
         };
-        // Ranges given up on by an earlier run.
+        // Ranges given up on by an earlier run: `next` jumps over them.
+        let mut lost_ranges = Vec::new();
         if let Ok(text) = std::fs::read_to_string(&state.lost_log) {
             for line in text.lines() {
                 if let Some((a, b)) = line.split_once(' ') {
                     if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                        state.summary.lost += b.saturating_sub(a);
-                        state.ahead.extend(a..b);
+                        lost_ranges.push((a, b));
                     }
                 }
             }
         }
+        lost_ranges.sort_unstable();
         for r in contents.records {
             if state.ahead.contains(&r.seq) || r.seq < state.next {
                 continue;
@@ -197,10 +209,29 @@ impl RobotState {
             state.apply(&r);
             state.advance();
         }
+        for (a, b) in lost_ranges {
+            if state.next >= a && state.next < b {
+                state.summary.lost += state.skip_to(b);
+            }
+        }
         state.summary.duplicates = 0;
         state.unacked = state.next > 0;
         state.parquet_dirty = !state.progress.is_empty();
         Ok(state)
+    }
+
+    /// Gives up on every sequence number below `first`; returns how many
+    /// of them were not held.
+    fn skip_to(&mut self, first: u64) -> u64 {
+        if first <= self.next {
+            return 0;
+        }
+        let held = self.ahead.range(self.next..first).count() as u64;
+        let missing = first - self.next - held;
+        self.ahead = self.ahead.split_off(&first);
+        self.next = first;
+        self.advance();
+        missing
     }
 
     fn advance(&mut self) {
@@ -281,7 +312,7 @@ impl RobotState {
         if recovered {
             self.summary.recovered += 1;
         }
-        self.unsynced_delays.push(r.source_ns);
+        self.unsynced_delays.push((r.source_ns, !recovered));
         self.unacked = true;
         self.apply(&r);
         Ok(())
@@ -294,9 +325,14 @@ impl RobotState {
         }
         self.log.sync()?;
         let now = now_ns();
-        for source in self.unsynced_delays.drain(..) {
+        for (source, live) in self.unsynced_delays.drain(..) {
             let us = ((now - source).max(1) / 1000) as u64;
-            let _ = self.delays.record(us.clamp(1, 3_600_000_000));
+            let h = if live {
+                &mut self.delays
+            } else {
+                &mut self.delays_recovered
+            };
+            let _ = h.record(us.clamp(1, 3_600_000_000));
         }
         if self.next > 0 {
             let ack = Ack {
@@ -326,15 +362,12 @@ impl RobotState {
     fn on_head(&mut self, hb: Heartbeat) -> Result<(), TrainerError> {
         if let Some(first) = hb.first_seq {
             if first > self.next {
-                let missing = (self.next..first)
-                    .filter(|s| !self.ahead.contains(s))
-                    .count() as u64;
+                let from = self.next;
+                let missing = self.skip_to(first);
                 if missing > 0 {
                     tracing::error!(
-                        "sink {}: records {}..{} are no longer in the robot's spool: {missing} lost",
+                        "sink {}: records {from}..{first} are no longer in the robot's spool: {missing} lost",
                         self.keys.robot_id(),
-                        self.next,
-                        first
                     );
                     self.summary.lost += missing;
                     let mut f = std::fs::OpenOptions::new()
@@ -342,12 +375,9 @@ impl RobotState {
                         .append(true)
                         .open(&self.lost_log)
                         .map_err(|e| TrainerError::Io(e.to_string()))?;
-                    writeln!(f, "{} {}", self.next, first)
-                        .map_err(|e| TrainerError::Io(e.to_string()))?;
+                    writeln!(f, "{from} {first}").map_err(|e| TrainerError::Io(e.to_string()))?;
                     let _ = f.sync_data();
                 }
-                self.ahead.extend(self.next..first);
-                self.advance();
                 self.unacked = true;
             }
         }
@@ -437,13 +467,21 @@ impl RobotState {
     }
 
     fn finish_summary(&mut self) -> RobotSummary {
-        let ms = |q: f64| self.delays.value_at_quantile(q) as f64 / 1000.0;
+        let ms = |h: &Histogram<u64>| {
+            if h.is_empty() {
+                return (0.0, 0.0, 0.0);
+            }
+            let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            (q(0.5), q(0.99), h.max() as f64 / 1000.0)
+        };
         self.summary.next_seq = self.next;
-        if !self.delays.is_empty() {
-            self.summary.delay_ms_p50 = ms(0.5);
-            self.summary.delay_ms_p99 = ms(0.99);
-            self.summary.delay_ms_max = self.delays.max() as f64 / 1000.0;
-        }
+        let s = &mut self.summary;
+        (s.delay_ms_p50, s.delay_ms_p99, s.delay_ms_max) = ms(&self.delays);
+        (
+            s.recovered_delay_ms_p50,
+            s.recovered_delay_ms_p99,
+            s.recovered_delay_ms_max,
+        ) = ms(&self.delays_recovered);
         self.summary.clone()
     }
 }
@@ -747,5 +785,54 @@ fn maybe_query(session: &Session, state: &mut RobotState, cfg: &SinkConfig, tx: 
         });
     if spawned.is_err() {
         state.query_in_flight = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(next_seq: u64, first_seq: Option<u64>) -> Heartbeat {
+        Heartbeat {
+            next_seq,
+            first_seq,
+            dropped: 0,
+            rejected: 0,
+            spool_bytes: 0,
+            model: "m".into(),
+        }
+    }
+
+    #[test]
+    fn records_the_robot_no_longer_has_are_counted_lost_once_across_restarts() {
+        let out = std::env::temp_dir().join(format!("sarm-sink-lost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let rec = |seq: u64| Record {
+            seq,
+            kind: RecordKind::Episode,
+            episode_index: 0,
+            source_ns: 0,
+            cdr: crate::msg::RosMessage::to_cdr(&crate::msg::EpisodeEvent {
+                robot_id: "r".into(),
+                ..Default::default()
+            })
+            .unwrap(),
+        };
+        let mut s = RobotState::open(&out, "r").unwrap();
+        s.receive(rec(0), false).unwrap();
+        s.receive(rec(12), false).unwrap();
+        assert_eq!((s.next, s.wanted_through()), (1, Some(13)));
+        // The robot's spool starts at 10: 1..10 are gone, 10 and 11 can come.
+        s.on_head(hb(13, Some(10))).unwrap();
+        assert_eq!((s.next, s.summary.lost), (10, 9));
+        s.receive(rec(10), true).unwrap();
+        s.receive(rec(11), true).unwrap();
+        assert_eq!(s.next, 13);
+        s.receive(rec(11), true).unwrap();
+        assert_eq!(s.summary.duplicates, 1);
+        drop(s);
+        let s = RobotState::open(&out, "r").unwrap();
+        assert_eq!((s.next, s.summary.lost, s.summary.records), (13, 9, 4));
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -1,7 +1,13 @@
 //! `sarm bench <bundle>`: per-step latency of the bundle's models.
 //!
 //! A benchmark, not a test: it prints what this machine measures. int8 is
-//! reported next to fp32 from the same run, as a ratio.
+//! reported next to fp32 from the same run, as a ratio. `sarm bench --node`
+//! (see [`node`]) also runs the whole node on a recorded episode and reports
+//! its end-to-end latency next to these model steps.
+
+mod node;
+
+use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +18,38 @@ use sarm_runtime::encoder::ImageEncoder;
 use sarm_runtime::reward::{RewardModel, StepTimings};
 use sarm_runtime::{Bundle, HeadKind, Precision};
 
-use super::{BundleArg, PrecisionArg};
+use super::PrecisionArg;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    pub bundle: BundleArg,
+    /// Model bundle folder (contains bundle.toml). Optional with --node,
+    /// which defaults to the embedded default's bundle (`sarm run`'s).
+    #[arg(value_name = "BUNDLE", required_unless_present = "node")]
+    pub bundle: Option<PathBuf>,
+    /// Also run the node itself, in process, on a recorded episode and report
+    /// its end-to-end latency next to the model's own step time.
+    ///
+    /// Measures the model steps as without --node, then runs `sarm run`'s
+    /// embedded default (the bag replayed in real time over Zenoh on
+    /// loopback inside this process, no live view, no result files, the trainer
+    /// link spooling to a temporary folder) once per
+    /// precision, with the camera at the bag's rate (50 Hz for the bundled
+    /// episode) and joint states at --joint-rate (resampled by linear
+    /// interpolation when the bag's rate differs). Prints, per precision,
+    /// receive->publish and trigger->publish p50/p99, the model step
+    /// (encoder + reward) p50/p99 and the node's overhead: trigger->publish
+    /// minus the model step (p50), in ms and as a ratio; plus per-stage
+    /// latencies and the node's drop counts. Build with --release for
+    /// meaningful figures: a debug build cannot keep up and drops frames.
+    #[arg(long)]
+    pub node: bool,
+    /// With --node: the recorded episode (rosbag2 folder or .mcap) to replay
+    /// [default: the embedded default's, models/aloha-transfer-cube/episodes/success_ep_0025/bag].
+    #[arg(long, value_name = "BAG", requires = "node")]
+    pub bag: Option<PathBuf>,
+    /// With --node: rate at which joint states are fed, in Hz (0 = as recorded).
+    #[arg(long, value_name = "HZ", default_value_t = 200.0, value_parser = parse_rate)]
+    pub joint_rate: f64,
     /// Timed iterations per step.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
@@ -27,9 +59,10 @@ pub struct BenchArgs {
     /// Precisions of the reward models to measure (the encoder is fp32).
     #[arg(long, value_enum, default_value_t = PrecisionArg::All)]
     pub precision: PrecisionArg,
-    /// Camera image size fed to the encoder, WIDTHxHEIGHT.
-    #[arg(long, default_value = "640x480", value_parser = parse_size)]
-    pub image_size: (u32, u32),
+    /// Camera image size fed to the encoder, WIDTHxHEIGHT [default: 640x480;
+    /// with --node, the size of the episode's camera frames].
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub image_size: Option<(u32, u32)>,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -48,8 +81,15 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((parse(w)?, parse(h)?))
 }
 
+fn parse_rate(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && (0.0..=100_000.0).contains(r))
+        .ok_or_else(|| format!("expected a rate in Hz (0..=100000), found {s:?}"))
+}
+
 /// Latency of one step.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 struct Row {
     step: String,
     precision: &'static str,
@@ -105,8 +145,26 @@ fn fill_pseudo_random(buf: &mut [f32], seed: u64) {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::load(&args.bundle.bundle)
-        .with_context(|| format!("loading bundle {}", args.bundle.bundle.display()))?;
+    if args.node {
+        return node::run(args);
+    }
+    let Some(path) = &args.bundle else {
+        anyhow::bail!("sarm bench: a BUNDLE folder is needed (or --node)");
+    };
+    let bundle =
+        Bundle::load(path).with_context(|| format!("loading bundle {}", path.display()))?;
+    let rows = measure(&bundle, args, args.image_size.unwrap_or((640, 480)))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    print_rows(&bundle, &rows);
+    Ok(())
+}
+
+/// Times each model step of `bundle`: the encoder (preprocessing a `w`x`h`
+/// image, then the model) and, per precision, the reward models.
+fn measure(bundle: &Bundle, args: &BenchArgs, (w, h): (u32, u32)) -> anyhow::Result<Vec<Row>> {
     let n = args.iterations;
     let mut rows = Vec::new();
 
@@ -116,9 +174,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.warmup,
         n
     );
-    let (w, h) = args.image_size;
     eprintln!("  image encoder ({w}x{h} input) ...");
-    let mut encoder = ImageEncoder::load(&bundle)?;
+    let mut encoder = ImageEncoder::load(bundle)?;
     let img = test_image(w, h);
     let mut feats = vec![0.0; encoder.output_dim()];
     let (mut pre, mut model) = (Recorder::new()?, Recorder::new()?);
@@ -132,8 +189,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             model.record(t1.elapsed());
         }
     }
-    rows.push(pre.row("encoder preprocess", "fp32"));
-    rows.push(model.row("encoder model", "fp32"));
+    rows.push(pre.row(ENCODER_PREPROCESS, "fp32"));
+    rows.push(model.row(ENCODER_MODEL, "fp32"));
 
     for precision in args.precision.expand() {
         if !bundle.precisions().contains(&precision) {
@@ -141,7 +198,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("  reward models ({precision}) ...");
-        let mut rm = RewardModel::load(&bundle, precision)?;
+        let mut rm = RewardModel::load(bundle, precision)?;
         rm.set_text(bundle.task_embedding(None)?);
         fill_pseudo_random(rm.image_input(), 1);
         fill_pseudo_random(rm.state_input(), 2);
@@ -170,18 +227,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         for (head, r) in bundle.heads.iter().zip(&subtask) {
             rows.push(r.row(&format!("subtask model ({})", head.kind), p));
         }
-        rows.push(step.row("reward step (all heads)", p));
+        rows.push(step.row(REWARD_STEP, p));
     }
+    Ok(rows)
+}
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
+const ENCODER_PREPROCESS: &str = "encoder preprocess";
+const ENCODER_MODEL: &str = "encoder model";
+const REWARD_STEP: &str = "reward step (all heads)";
+
+fn print_rows(bundle: &Bundle, rows: &[Row]) {
     println!(
         "{:<26} {:>5} {:>7} {:>10} {:>10} {:>10}",
         "step", "prec", "n", "p50 ms", "p99 ms", "mean ms"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "{:<26} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
             r.step, r.precision, r.iterations, r.p50_ms, r.p99_ms, r.mean_ms
@@ -192,10 +252,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .find(|r| r.step == step && r.precision == p.as_str())
             .map(|r| r.p50_ms)
     };
-    let mut steps = vec![
-        "stage model".to_string(),
-        "reward step (all heads)".to_string(),
-    ];
+    let mut steps = vec!["stage model".to_string(), REWARD_STEP.to_string()];
     steps.extend(
         [HeadKind::Sparse, HeadKind::Dense]
             .iter()
@@ -207,5 +264,4 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             println!("int8/fp32 p50 ratio, {s}: {:.2}", b / a);
         }
     }
-    Ok(())
 }

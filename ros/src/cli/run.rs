@@ -53,7 +53,7 @@ pub struct RunArgs {
 
 /// Finds a path relative to the working directory or, failing that, to the
 /// source tree this binary was built from (so `cargo run` works anywhere).
-fn locate(p: &Path) -> PathBuf {
+pub(super) fn locate(p: &Path) -> PathBuf {
     if p.is_absolute() || p.exists() {
         return p.to_path_buf();
     }
@@ -67,7 +67,7 @@ fn locate(p: &Path) -> PathBuf {
 
 /// The bundle and episode the embedded default uses: the ALOHA model and a
 /// held-out episode when present, else the test model and its label fixture.
-fn embedded_default() -> NodeConfig {
+pub(super) fn embedded_default() -> NodeConfig {
     let mut cfg = NodeConfig::default();
     let aloha = locate(Path::new("models/aloha-transfer-cube"));
     let episode = aloha.join("episodes").join("success_ep_0025").join("bag");

@@ -12,10 +12,12 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SARM_LOG")
                 // The middleware libraries log discovery chatter at warn
-                // level; SARM_LOG=debug (or e.g. rustdds=warn) shows it.
+                // level (Zenoh warns that gossip is off, which sarm's
+                // loopback configs do on purpose); SARM_LOG=debug (or e.g.
+                // rustdds=warn) shows it.
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "info,rustdds=error,ros2_client=error,zenoh=warn",
+                        "info,rustdds=error,ros2_client=error,zenoh=warn,zenoh::net::routing::hat=error",
                     )
                 }),
         )

@@ -9,8 +9,18 @@ use sarm_ros::msg::{
     CompressedImage, DiagnosticArray, EpisodeEvent, Header, Image, JointState, Progress,
     RosMessage, SampleWeight, Time,
 };
+use sarm_ros::trainer::protocol::{Ack, Heartbeat, SpoolQuery};
+use sarm_ros::trainer::Record;
 
 fn decode_all(bytes: &[u8]) {
+    // The trainer link's messages from the network and from disk.
+    if let Ok((record, used)) = Record::from_frame(bytes) {
+        assert!(used <= bytes.len());
+        let _ = record.decode();
+    }
+    let _ = Heartbeat::from_bytes(bytes);
+    let _ = Ack::from_bytes(bytes);
+    let _ = SpoolQuery::parse(&String::from_utf8_lossy(bytes));
     let _ = JointState::from_cdr(bytes);
     let _ = Image::from_cdr(bytes);
     let _ = CompressedImage::from_cdr(bytes);

@@ -1,6 +1,7 @@
 //! Every decoder sarm runs on bytes from the network or a bag: CDR of each
-//! message type, raw and compressed images, and rmw_zenoh attachments. The
-//! first byte picks the decoder; none may panic.
+//! message type, raw and compressed images, rmw_zenoh attachments, and the
+//! trainer link's record frames and control messages. The first byte picks
+//! the decoder; none may panic.
 #![no_main]
 
 use image::RgbImage;
@@ -16,7 +17,7 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let mut out = RgbImage::new(1, 1);
-    match selector % 9 {
+    match selector % 10 {
         0 => drop(JointState::from_cdr(data)),
         1 => {
             if let Ok(img) = Image::from_cdr(data) {
@@ -40,6 +41,14 @@ fuzz_target!(|input: &[u8]| {
                 ..Default::default()
             };
             let _ = decode_compressed(&msg, &mut out);
+        }
+        8 => {
+            if let Ok((record, _)) = sarm_ros::trainer::Record::from_frame(data) {
+                let _ = record.decode();
+            }
+            let _ = sarm_ros::trainer::protocol::Heartbeat::from_bytes(data);
+            let _ = sarm_ros::trainer::protocol::Ack::from_bytes(data);
+            let _ = sarm_ros::trainer::protocol::SpoolQuery::parse(&String::from_utf8_lossy(data));
         }
         _ => {
             let bytes = zenoh::bytes::ZBytes::from(data.to_vec());

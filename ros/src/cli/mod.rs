@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use sarm_ros::dds::DdsConfig;
 use sarm_ros::transport::{TransportConfig, TransportKind};
-use sarm_ros::zenoh_link::{RosDistro, ZenohSessionConfig};
+use sarm_ros::zenoh_link::RosDistro;
 use sarm_runtime::Precision;
 
 /// The on-robot runtime for stage-aware reward models (SARM).
@@ -132,18 +132,8 @@ pub struct TransportArgs {
     /// DDS: use only this interface, by address (repeatable; e.g. 127.0.0.1).
     #[arg(long = "interface", value_name = "ADDR")]
     pub interfaces: Vec<IpAddr>,
-    /// Zenoh: session config file (JSON5), e.g. launch/zenoh/peer.json5.
-    #[arg(long, value_name = "FILE")]
-    pub zenoh_config: Option<PathBuf>,
-    /// Zenoh: endpoint to listen on (repeatable), e.g. tcp/127.0.0.1:7447.
-    #[arg(long, value_name = "ENDPOINT")]
-    pub zenoh_listen: Vec<String>,
-    /// Zenoh: endpoint to connect to (repeatable), e.g. tcp/127.0.0.1:7447 (an rmw_zenohd router).
-    #[arg(long, value_name = "ENDPOINT")]
-    pub zenoh_connect: Vec<String>,
-    /// Zenoh: turn multicast and gossip scouting off (only the endpoints above).
-    #[arg(long)]
-    pub zenoh_no_scouting: bool,
+    #[command(flatten)]
+    pub zenoh: zenoh_args::ZenohArgs,
     /// rmw_zenoh key format: humble, or jazzy (also iron, kilted, rolling).
     #[arg(long, default_value = "jazzy")]
     pub ros_distro: RosDistro,
@@ -167,13 +157,7 @@ impl TransportArgs {
                 node_name: node_name.into(),
                 namespace: self.namespace.clone(),
             },
-            zenoh: ZenohSessionConfig {
-                file: self.zenoh_config.clone(),
-                mode: None,
-                listen: self.zenoh_listen.clone(),
-                connect: self.zenoh_connect.clone(),
-                scouting: self.zenoh_no_scouting.then_some(false),
-            },
+            zenoh: self.zenoh.to_config(),
             distro: self.ros_distro,
         })
     }

@@ -35,10 +35,6 @@ pub fn write(
     rows: &[ProgressRow],
     reward_model_path: &str,
 ) -> Result<(), ParquetError> {
-    let err = |m: String| ParquetError {
-        path: path.to_path_buf(),
-        message: m,
-    };
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| r.index);
     let dense = rows.iter().all(|r| r.progress_dense.is_some()) && !rows.is_empty();
@@ -70,6 +66,20 @@ pub fn write(
         "reward_model_path".to_string(),
         reward_model_path.to_string(),
     )]);
+    write_batch(path, fields, columns, metadata)
+}
+
+/// Writes one record batch with its schema metadata.
+fn write_batch(
+    path: &Path,
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+    metadata: HashMap<String, String>,
+) -> Result<(), ParquetError> {
+    let err = |m: String| ParquetError {
+        path: path.to_path_buf(),
+        message: m,
+    };
     let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
     let file = File::create(path).map_err(|e| err(e.to_string()))?;
@@ -97,10 +107,6 @@ pub fn write_weights(
     rows: &[WeightRow],
     metadata: HashMap<String, String>,
 ) -> Result<(), ParquetError> {
-    let err = |m: String| ParquetError {
-        path: path.to_path_buf(),
-        message: m,
-    };
     let fields = vec![
         Field::new("index", DataType::Int64, true),
         Field::new("episode_index", DataType::Int64, true),
@@ -121,13 +127,7 @@ pub fn write_weights(
             rows.iter().map(|r| r.weight),
         )),
     ];
-    let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
-    let file = File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| err(e.to_string()))?;
-    writer.write(&batch).map_err(|e| err(e.to_string()))?;
-    writer.close().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    write_batch(path, fields, columns, metadata)
 }
 
 /// LeRobot's `interpolate_progress` (np.interp): values at `all` from the

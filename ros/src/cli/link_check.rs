@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sarm_ros::msg::{EpisodeEvent, Header, Progress, SampleWeight, Time};
 use sarm_ros::trainer::{RobotLink, RobotLinkConfig, SpoolConfig, WhenFull};
-use sarm_ros::zenoh_link::open_session;
+use sarm_ros::zenoh_link::{now_ns, open_session};
 use sarm_runtime::rabc::{OnlineRabc, RabcParams};
 use zenoh::Wait;
 
@@ -96,7 +96,7 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
     );
     let robot_id = args.robot_id.clone();
     let header = || Header {
-        stamp: Time::from_nanos(now()),
+        stamp: Time::from_nanos(now_ns()),
         frame_id: String::new(),
     };
     let period = Duration::from_secs_f64(1.0 / args.rate);
@@ -209,11 +209,4 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
         std::process::exit(3);
     }
     Ok(())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

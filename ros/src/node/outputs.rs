@@ -175,12 +175,8 @@ pub fn run_outputs(
                     summary.progress_published += 1;
                 }
                 weights.push(&score, stamp_ns);
-                for mut w in weights.drain(&settings.robot_id, episode_index) {
-                    sinks.send(&mut w, |s, m| s.weight.publish(m), &mut summary);
-                    if let Some(m) = mcap.as_mut() {
-                        m.write(&sinks.weight_topic, stamp_ns.max(0) as u64, &w)?;
-                    }
-                }
+                let ready = weights.drain(&settings.robot_id, episode_index);
+                publish_weights(ready, Some(stamp_ns), &mut sinks, &mut mcap, &mut summary)?;
                 let now = Instant::now();
                 stats.record(Stage::Publish, now - started);
                 stats.record(Stage::EndToEnd, now.saturating_duration_since(arrived));
@@ -217,16 +213,8 @@ pub fn run_outputs(
                 if ev.event != 0 {
                     // The episode's last weights (clamped to its last frame) go before its end.
                     weights.finish();
-                    for mut w in weights.drain(&settings.robot_id, current_episode) {
-                        sinks.send(&mut w, |s, m| s.weight.publish(m), &mut summary);
-                        if let Some(m) = mcap.as_mut() {
-                            m.write(
-                                &sinks.weight_topic,
-                                w.header.stamp.as_nanos().max(0) as u64,
-                                &w,
-                            )?;
-                        }
-                    }
+                    let ready = weights.drain(&settings.robot_id, current_episode);
+                    publish_weights(ready, None, &mut sinks, &mut mcap, &mut summary)?;
                 } else {
                     current_episode = ev.episode_index;
                 }
@@ -287,6 +275,26 @@ pub fn run_outputs(
         m.finish()?;
     }
     Ok(summary)
+}
+
+/// Publishes weights that became known (ROS 2, trainer link, results MCAP).
+/// The MCAP log time is `log_ns` (the frame being scored), else each
+/// weight's own stamp (the tail flushed at an episode's end).
+fn publish_weights(
+    ready: Vec<SampleWeight>,
+    log_ns: Option<i64>,
+    sinks: &mut Sinks,
+    mcap: &mut Option<McapOut>,
+    summary: &mut OutputSummary,
+) -> anyhow::Result<()> {
+    for mut w in ready {
+        sinks.send(&mut w, |s, m| s.weight.publish(m), summary);
+        if let Some(m) = mcap.as_mut() {
+            let at = log_ns.unwrap_or_else(|| w.header.stamp.as_nanos());
+            m.write(&sinks.weight_topic, at.max(0) as u64, &w)?;
+        }
+    }
+    Ok(())
 }
 
 /// The trainer link's state in the node's diagnostics; records lost to a

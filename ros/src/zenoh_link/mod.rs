@@ -46,7 +46,7 @@ pub enum ZenohError {
 }
 
 /// Nanoseconds since the UNIX epoch, for attachments' source timestamps.
-pub(crate) fn now_ns() -> i64 {
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use sarm_ros::bag::read_bag;
 use sarm_ros::msg::{EpisodeEvent, Progress, RosMessage};
 use sarm_ros::qos::TopicQos;
+use sarm_ros::trainer::log::read_log;
+use sarm_ros::trainer::RecordKind;
 use sarm_ros::zenoh_link::{open_session, RmwNode, RosDistro, ZenohSessionConfig};
 
 /// The node is CPU-bound: one end-to-end run at a time.
@@ -176,6 +178,66 @@ fn end_event(events: &[EpisodeEvent]) -> &EpisodeEvent {
         .unwrap_or_else(|| panic!("no end/abort event; got {events:?}"))
 }
 
+/// Stops `sarm sink` (SIGINT) and checks what it wrote for robot `e2e`: no
+/// loss, a weight per frame, and the same parquet rows as `sarm label`.
+fn assert_sink_gives_what_label_gives(dir: &Path, sink: Child) {
+    let summary = stop(sink);
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    let robot = &summary[0];
+    assert_eq!(robot["robot_id"], "e2e", "{summary}");
+    assert_eq!(robot["lost"], 0, "{summary}");
+    assert_eq!(robot["weight_records"], 36, "{summary}");
+    let parquet = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&common::run_python("read_parquet.py", p)).unwrap()
+    };
+    let at_sink = parquet(&dir.join("sink/e2e/sarm_progress.parquet"));
+    let labelled = parquet(&dir.join("label.parquet"));
+    for col in ["index", "episode_index", "frame_index"] {
+        assert_eq!(
+            at_sink["data"][col], labelled["data"][col],
+            "sink vs label: {col}"
+        );
+    }
+    for col in ["progress_sparse", "progress_dense"] {
+        let (a, b) = (&at_sink["data"][col], &labelled["data"][col]);
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "{col}");
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6, "sink vs label: {col} {x} vs {y}");
+        }
+    }
+    assert_eq!(at_sink["columns"], labelled["columns"]);
+}
+
+/// Waits until the sink's records.log for robot `e2e` holds every record
+/// from seq 0 through the episode's end event.
+fn wait_for_sink_to_hold_the_episode(dir: &Path, within: Duration) {
+    let log = dir.join("sink/e2e/records.log");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(contents) = read_log(&log) {
+            let seqs: std::collections::BTreeSet<u64> =
+                contents.records.iter().map(|r| r.seq).collect();
+            let end = contents.records.iter().find(|r| {
+                r.kind == RecordKind::Episode
+                    && EpisodeEvent::from_cdr(&r.cdr).is_ok_and(|e| e.event != 0)
+            });
+            if let Some(end) = end {
+                if (0..=end.seq).all(|s| seqs.contains(&s)) {
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not receive the whole episode in {within:?} ({})",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn over_zenoh_the_node_gives_what_label_gives() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,49 +304,38 @@ fn over_zenoh_the_node_gives_what_label_gives() {
     assert!(dir.join("out/sarm_progress.parquet").exists());
 
     // The sink holds the same progress as label, and a weight per frame.
-    let summary = stop(sink);
-    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
-    let robot = &summary[0];
-    assert_eq!(robot["robot_id"], "e2e", "{summary}");
-    assert_eq!(robot["lost"], 0, "{summary}");
-    assert_eq!(robot["weight_records"], 36, "{summary}");
-    let parquet = |p: &Path| -> serde_json::Value {
-        serde_json::from_str(&common::run_python("read_parquet.py", p)).unwrap()
-    };
-    let at_sink = parquet(&dir.join("sink/e2e/sarm_progress.parquet"));
-    let labelled = parquet(&dir.join("label.parquet"));
-    for col in ["index", "episode_index", "frame_index"] {
-        assert_eq!(
-            at_sink["data"][col], labelled["data"][col],
-            "sink vs label: {col}"
-        );
-    }
-    for col in ["progress_sparse", "progress_dense"] {
-        let (a, b) = (&at_sink["data"][col], &labelled["data"][col]);
-        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
-        assert_eq!(a.len(), b.len(), "{col}");
-        for (x, y) in a.iter().zip(b) {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            assert!((x - y).abs() <= 1e-6, "sink vs label: {col} {x} vs {y}");
-        }
-    }
-    assert_eq!(at_sink["columns"], labelled["columns"]);
+    assert_sink_gives_what_label_gives(&dir, sink);
     drop((progress, episode, me));
     let _ = zenoh::Wait::wait(session.close());
 }
 
 /// Over DDS both the publisher of the bag and the receiver of Progress are
 /// Cyclone DDS (tests/interop/cyclone_peer.py), an independent implementation.
+/// The trainer link runs on a Zenoh session of its own, as a client of a
+/// trainer that is not there while the episode is scored: `sarm sink` only
+/// starts afterwards, and still gets every record from the node's spool.
 #[test]
 fn over_dds_the_node_gives_what_label_gives() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("dds");
     let expected = labelled(&dir);
     let domain = 44u16;
+    let trainer = format!("tcp/127.0.0.1:{}", common::free_port());
+    let trainer_config = dir.join("trainer.json5");
+    std::fs::write(
+        &trainer_config,
+        format!(
+            "{{ mode: \"client\", connect: {{ endpoints: [\"{trainer}\"] }},\n  \
+             scouting: {{ multicast: {{ enabled: false }}, gossip: {{ enabled: false }} }} }}\n"
+        ),
+    )
+    .unwrap();
     let node = node(
         &dir,
         &format!(
-            "[transport]\nkind = \"dds\"\ndomain_id = {domain}\ninterfaces = [\"127.0.0.1\"]\n"
+            "[transport]\nkind = \"dds\"\ndomain_id = {domain}\ninterfaces = [\"127.0.0.1\"]\n\n\
+             [trainer]\nzenoh_config = \"{}\"\nconnect_retry_s = 0.5\n",
+            trainer_config.display()
         ),
     );
     let collector = common::Peer::spawn(
@@ -327,10 +378,23 @@ fn over_dds_the_node_gives_what_label_gives() {
         .line(Duration::from_secs(5))
         .is_some_and(|l| l.starts_with("done")));
     drop(player);
-    let stdout = stop(node);
-    eprintln!("{stdout}");
     assert_same_as_label(&expected, &got);
     assert_eq!(end_event(&events).frames, 36);
+
+    // The trainer comes up only now.
+    let sink = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .args(["sink", "--out"])
+        .arg(dir.join("sink"))
+        .args(["--zenoh-listen", &trainer, "--zenoh-no-scouting"])
+        .args(["--chunk-size", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_sink_to_hold_the_episode(&dir, Duration::from_secs(60));
+    let stdout = stop(node);
+    eprintln!("{stdout}");
+    assert_sink_gives_what_label_gives(&dir, sink);
 }
 
 #[test]

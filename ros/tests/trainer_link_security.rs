@@ -833,3 +833,163 @@ fn trainer_configs_keep_every_node_behind_the_router() {
         }
     }
 }
+
+// ------------------------------------------------- the real processes, router last
+
+/// A copy of the committed `file` in `pki`'s folder, its certificate
+/// placeholders (`/etc/sarm/tls/<name>`) pointed at `pki`'s files.
+fn config_file(pki: &Pki, file: &str, certs: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(zenoh_dir().join(file))
+        .unwrap_or_else(|e| panic!("reading {file}: {e}"));
+    for (placeholder, ours) in certs {
+        let committed = format!("\"{PLACEHOLDER_DIR}{placeholder}\"");
+        assert!(text.contains(&committed), "{file} has no {committed}");
+        let ours = serde_json::Value::String(pki.path(ours)).to_string();
+        text = text.replace(&committed, &ours);
+    }
+    let path = pki.dir.join(file);
+    std::fs::write(&path, text).expect("writing a config copy");
+    path
+}
+
+/// Bytes in a folder's files (the robot's spool).
+fn bytes_in(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `sarm link-check` (a robot) and `sarm sink`, each started with its
+/// committed config (trainer-robot.json5, trainer-sink.json5: clients of
+/// the router, mutual TLS), before the router exists. The robot makes and
+/// spools records while nothing is reachable; once the router
+/// (trainer-router.json5, access control) comes up, both connect by
+/// themselves and every record reaches the sink, the early ones from the
+/// robot's spool.
+#[test]
+fn sarm_processes_deliver_through_the_tls_router_even_when_it_starts_last() {
+    const SARM: &str = env!("CARGO_BIN_EXE_sarm");
+    const RECORDS: u64 = 600;
+    let pki = Pki::new();
+    let endpoint = format!("tls/127.0.0.1:{}", common::free_port());
+    let robot_config = config_file(
+        &pki,
+        "trainer-robot.json5",
+        &[
+            ("ca.pem", "ca.pem"),
+            ("robot.pem", "aloha-01.pem"),
+            ("robot.key", "aloha-01.key"),
+        ],
+    );
+    let sink_config = config_file(
+        &pki,
+        "trainer-sink.json5",
+        &[
+            ("ca.pem", "ca.pem"),
+            ("sink.pem", "sink.pem"),
+            ("sink.key", "sink.key"),
+        ],
+    );
+    let spool = pki.dir.join("spool");
+    let out = pki.dir.join("sink-out");
+    let mut robot = std::process::Command::new(SARM)
+        .args(["link-check", "--robot-id", "aloha-01", "--spool"])
+        .arg(&spool)
+        .args(["--records", &RECORDS.to_string(), "--rate", "300"])
+        .args(["--episode-frames", "50", "--wait-acked", "90"])
+        .args(["--connect-retry", "0.3", "--zenoh-config"])
+        .arg(&robot_config)
+        .args(["--zenoh-connect", &endpoint])
+        .env("SARM_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sarm link-check starts");
+    let sink = std::process::Command::new(SARM)
+        .args(["sink", "--out"])
+        .arg(&out)
+        .arg("--zenoh-config")
+        .arg(&sink_config)
+        .args(["--zenoh-connect", &endpoint, "--parquet-period", "1"])
+        .env("SARM_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sarm sink starts");
+
+    // The robot has spooled records with nowhere to send them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bytes_in(&spool) == 0 {
+        assert!(Instant::now() < deadline, "link-check spooled nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let router = open(
+        "the router (trainer-router.json5)",
+        config(
+            "trainer-router.json5",
+            vec![endpoint.clone()],
+            vec![],
+            &[
+                ("root_ca_certificate", pki.path("ca.pem")),
+                ("listen_certificate", pki.path("router.pem")),
+                ("listen_private_key", pki.path("router.key")),
+            ],
+        ),
+    );
+
+    // The robot exits 0 once the sink has acknowledged everything.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = robot.try_wait().expect("waiting for link-check") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = robot.kill();
+            panic!("link-check did not finish: the sink did not acknowledge everything");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut robot.stdout.take().expect("stdout"), &mut report)
+        .expect("link-check report");
+    assert!(
+        status.success(),
+        "link-check exited with {status}: {report}"
+    );
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report JSON");
+    assert_eq!(report["next_seq"], RECORDS, "{report}");
+    assert_eq!(report["unacked"], 0, "{report}");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &sink.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let summary = sink.wait_with_output().expect("sink output");
+    assert!(
+        summary.status.success(),
+        "sarm sink exited with {}",
+        summary.status
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&summary.stdout).expect("sink summary JSON");
+    let robot = summary
+        .as_array()
+        .and_then(|robots| robots.iter().find(|r| r["robot_id"] == "aloha-01"))
+        .unwrap_or_else(|| panic!("the sink heard nothing from aloha-01: {summary}"));
+    assert_eq!(robot["records"], RECORDS, "{robot}");
+    assert_eq!(robot["next_seq"], RECORDS, "{robot}");
+    assert_eq!(robot["lost"], 0, "{robot}");
+    assert!(
+        robot["recovered"].as_u64().is_some_and(|n| n > 0),
+        "records made before the router existed came from the spool: {robot}"
+    );
+    drop(router);
+}

@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sarm_ros::msg::{EpisodeEvent, Header, Progress, SampleWeight, Time};
-use sarm_ros::trainer::{RobotLink, RobotLinkConfig, SpoolConfig, WhenFull};
-use sarm_ros::zenoh_link::{now_ns, open_session};
+use sarm_ros::trainer::{LinkSession, RobotLink, RobotLinkConfig, SpoolConfig, WhenFull};
+use sarm_ros::zenoh_link::now_ns;
 use sarm_runtime::rabc::{OnlineRabc, RabcParams};
-use zenoh::Wait;
 
 use super::zenoh_args::ZenohArgs;
 
@@ -54,6 +53,10 @@ pub struct LinkCheckArgs {
     /// acknowledge everything (exit 3 if it does not).
     #[arg(long, default_value_t = 60.0)]
     pub wait_acked: f64,
+    /// Seconds between tries to open the Zenoh session while the trainer
+    /// (router or sink) cannot be reached; records are spooled meanwhile.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub connect_retry: f64,
     #[command(flatten)]
     pub zenoh: ZenohArgs,
 }
@@ -67,9 +70,17 @@ pub fn synthetic_progress(f: u32, n: u32) -> (f32, f32) {
 pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be > 0");
     anyhow::ensure!(args.episode_frames > 0, "--episode-frames must be > 0");
-    let session = open_session(&args.zenoh.to_config()).context("opening the Zenoh session")?;
-    let mut link = RobotLink::open(
-        &session,
+    anyhow::ensure!(
+        args.connect_retry.is_finite() && args.connect_retry > 0.0,
+        "--connect-retry must be > 0"
+    );
+    // The link's own session, opened in the background as the node's is:
+    // records are made and spooled while the trainer is unreachable.
+    let mut link = RobotLink::start(
+        LinkSession::Connect {
+            config: args.zenoh.to_config(),
+            retry: Duration::from_secs_f64(args.connect_retry),
+        },
         RobotLinkConfig {
             robot_id: args.robot_id.clone(),
             spool: SpoolConfig {
@@ -203,7 +214,6 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
     let _ = writeln!(std::io::stdout(), "{report}");
     let unacked = link.unacked();
     drop(link);
-    let _ = session.close().wait();
     if unacked > 0 {
         eprintln!("sarm link-check: {unacked} records not acknowledged by a sink");
         std::process::exit(3);

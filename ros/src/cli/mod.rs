@@ -4,6 +4,7 @@ mod bench;
 mod inspect;
 mod label;
 mod link_check;
+pub mod logging;
 mod replay;
 mod run;
 mod sink;

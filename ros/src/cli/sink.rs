@@ -4,10 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sarm_ros::trainer::sink::{run_sink, SinkConfig};
-use sarm_ros::zenoh_link::open_session;
+use sarm_ros::zenoh_link::open_session_retrying;
 use sarm_runtime::rabc::RabcParams;
 use zenoh::Wait;
 
@@ -51,11 +52,22 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
         parquet_period: std::time::Duration::from_secs_f64(args.parquet_period.max(0.1)),
         ..SinkConfig::default()
     };
-    let session = open_session(&args.zenoh.to_config()).context("opening the Zenoh session")?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     ctrlc::set_handler(move || s.store(true, Ordering::Relaxed))
         .context("installing the signal handler")?;
+    // A client of a router that is not up yet waits for it (Ctrl-C stops).
+    let Some(session) = open_session_retrying(
+        &args.zenoh.to_config(),
+        Duration::from_secs(1),
+        &stop,
+        "sarm sink",
+    )
+    .context("opening the Zenoh session")?
+    else {
+        let _ = writeln!(std::io::stdout(), "[]");
+        return Ok(());
+    };
     eprintln!(
         "sarm sink: receiving sarm/** into {} (Ctrl-C to stop)",
         args.out.display()

@@ -157,7 +157,8 @@ pub struct OutputsConfig {
     /// diagnostic_msgs/DiagnosticArray topic.
     pub diagnostics: String,
     pub diagnostics_period_s: f64,
-    /// Also publish on the trainer link's native keys (Zenoh transport only).
+    /// Also send every output over the trainer link to `sarm sink`
+    /// (native Zenoh keys, spooled on disk; see `[trainer]`).
     pub trainer_link: bool,
     /// Capacity of the queue from the scorer to the publishers.
     pub queue: usize,
@@ -199,10 +200,21 @@ impl Default for EpisodeConfig {
 }
 
 /// The robot's end of the trainer link (used when `outputs.trainer_link`
-/// is on and the transport is Zenoh).
+/// is on).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainerConfig {
+    /// The trainer link's own Zenoh session (JSON5, e.g.
+    /// launch/zenoh/trainer-robot.json5: a TLS client of the trainer's
+    /// router). Empty: on the Zenoh transport, the ROS 2 session carries
+    /// the link; on DDS, a Zenoh peer session with Zenoh's defaults.
+    pub zenoh_config: PathBuf,
+    /// Endpoints the link's own session connects to (override the file's),
+    /// e.g. `tls/trainer-host:7447`.
+    pub zenoh_connect: Vec<String>,
+    /// How often the link's own session retries opening while the trainer
+    /// cannot be reached (records are spooled meanwhile).
+    pub connect_retry_s: f64,
     /// On-disk spool of records not yet acknowledged by the sink; kept
     /// across runs (sequence numbers and episode indices carry on from it).
     /// Empty: `<output_dir>/spool`, or `sarm_spool/<robot_id>` without an
@@ -220,6 +232,9 @@ pub struct TrainerConfig {
 impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
+            zenoh_config: PathBuf::new(),
+            zenoh_connect: Vec::new(),
+            connect_retry_s: 2.0,
             spool_dir: PathBuf::new(),
             spool_max_mb: 256,
             when_full: "drop_oldest".into(),
@@ -301,6 +316,7 @@ impl NodeConfig {
             &mut cfg.bundle,
             &mut cfg.source.bag,
             &mut cfg.transport.zenoh_config,
+            &mut cfg.trainer.zenoh_config,
             &mut cfg.trainer.spool_dir,
         ] {
             if !p.as_os_str().is_empty() && p.is_relative() && !p.exists() {
@@ -440,6 +456,16 @@ impl NodeConfig {
         if !(self.trainer.heartbeat_s.is_finite() && self.trainer.heartbeat_s > 0.0) {
             return Err(invalid("trainer.heartbeat_s", "must be > 0"));
         }
+        if !(self.trainer.connect_retry_s.is_finite() && self.trainer.connect_retry_s > 0.0) {
+            return Err(invalid("trainer.connect_retry_s", "must be > 0"));
+        }
+        let z = &self.trainer.zenoh_config;
+        if !z.as_os_str().is_empty() && !z.is_file() {
+            return Err(invalid(
+                "trainer.zenoh_config",
+                format!("{} is not a file", z.display()),
+            ));
+        }
         Ok(())
     }
 
@@ -508,5 +534,13 @@ mod tests {
         bad("[rabc]\nchunk_size = 0", "`rabc.chunk_size`");
         bad("[rabc]\nhead = \"both\"", "`rabc.head`");
         bad("[trainer]\nwhen_full = \"block\"", "`trainer.when_full`");
+        bad(
+            "[trainer]\nconnect_retry_s = 0.0",
+            "`trainer.connect_retry_s`",
+        );
+        bad(
+            "[trainer]\nzenoh_config = \"/nonexistent/trainer-robot.json5\"",
+            "`trainer.zenoh_config`",
+        );
     }
 }

@@ -35,7 +35,7 @@ use crate::msg::{CompressedImage, EpisodeEvent, Image, JointState};
 use crate::qos::TopicQos;
 use crate::replay::{bag_topics, publishers_for, replay_once};
 use crate::sync::SyncConfig;
-use crate::trainer::{RobotLink, RobotLinkConfig, SpoolConfig};
+use crate::trainer::{LinkSession, RobotLink, RobotLinkConfig, SpoolConfig};
 use crate::transport::{Subscribe, Transport, TransportConfig, TransportKind};
 use crate::zenoh_link::ZenohSessionConfig;
 
@@ -142,24 +142,23 @@ pub fn run_with_view(
     };
     let mut first_episode = 0;
     if cfg.outputs.trainer_link {
-        if let Some(session) = transport.zenoh_session() {
-            let link = RobotLink::open(
-                session,
-                RobotLinkConfig {
-                    robot_id: cfg.robot_id.clone(),
-                    spool: SpoolConfig {
-                        dir: cfg.spool_dir(),
-                        max_bytes: cfg.trainer.spool_max_mb << 20,
-                        when_full: cfg.when_full()?,
-                    },
-                    heartbeat: Duration::from_secs_f64(cfg.trainer.heartbeat_s),
-                    model: bundle.dir.display().to_string(),
+        let link_session = trainer_session(cfg, transport.zenoh_session());
+        let link = RobotLink::start(
+            link_session,
+            RobotLinkConfig {
+                robot_id: cfg.robot_id.clone(),
+                spool: SpoolConfig {
+                    dir: cfg.spool_dir(),
+                    max_bytes: cfg.trainer.spool_max_mb << 20,
+                    when_full: cfg.when_full()?,
                 },
-            )
-            .context("opening the trainer link")?;
-            first_episode = link.recovered().next_episode;
-            sinks.trainer = Some(link);
-        }
+                heartbeat: Duration::from_secs_f64(cfg.trainer.heartbeat_s),
+                model: bundle.dir.display().to_string(),
+            },
+        )
+        .context("opening the trainer link")?;
+        first_episode = link.recovered().next_episode;
+        sinks.trainer = Some(link);
     }
 
     // A bag source replays onto the transport from inside this process: the
@@ -380,6 +379,29 @@ impl<T, U> Subscribe<U> for Mapped<T, U> {
         timeout: Duration,
     ) -> Result<Option<U>, crate::transport::TransportError> {
         Ok(self.0.recv_timeout(timeout)?.map(self.1))
+    }
+}
+
+/// Which Zenoh session carries the trainer link: its own when
+/// `trainer.zenoh_config` or `trainer.zenoh_connect` is set (opened in the
+/// background, retried while the trainer is unreachable), else the ROS 2
+/// session on the Zenoh transport, else (DDS) a peer session of its own
+/// with Zenoh's defaults.
+fn trainer_session(cfg: &NodeConfig, ros_session: Option<&zenoh::Session>) -> LinkSession {
+    let t = &cfg.trainer;
+    let own = !t.zenoh_config.as_os_str().is_empty() || !t.zenoh_connect.is_empty();
+    match ros_session {
+        Some(session) if !own => LinkSession::Shared(session.clone()),
+        _ => LinkSession::Connect {
+            config: ZenohSessionConfig {
+                file: (!t.zenoh_config.as_os_str().is_empty()).then(|| t.zenoh_config.clone()),
+                mode: None,
+                listen: Vec::new(),
+                connect: t.zenoh_connect.clone(),
+                scouting: None,
+            },
+            retry: Duration::from_secs_f64(t.connect_retry_s),
+        },
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Sinks {
     pub episode: Box<dyn Publish<EpisodeEvent>>,
     pub weight: Box<dyn Publish<SampleWeight>>,
     pub diagnostics: Box<dyn Publish<DiagnosticArray>>,
-    /// The trainer link (Zenoh only).
+    /// The trainer link (`outputs.trainer_link`).
     pub trainer: Option<RobotLink>,
     pub progress_topic: String,
     pub episode_topic: String,
@@ -304,6 +304,7 @@ fn trainer_diagnostics(t: &RobotLink, status: &mut crate::msg::DiagnosticStatus)
     let st = t.stats();
     let lost = st.spool_dropped.load(Relaxed) + st.spool_rejected.load(Relaxed);
     for (key, value) in [
+        ("trainer_connected", u64::from(t.connected())),
         ("trainer_next_seq", t.next_seq()),
         ("trainer_unacknowledged", t.unacked()),
         ("trainer_replayed", st.replayed.load(Relaxed)),

@@ -24,7 +24,7 @@ pub mod sink;
 pub mod spool;
 
 pub use record::{Record, RecordKind};
-pub use robot::{RobotLink, RobotLinkConfig, Sequenced};
+pub use robot::{LinkSession, RobotLink, RobotLinkConfig, Sequenced};
 pub use spool::{SpoolConfig, WhenFull};
 
 /// What went wrong on the trainer link.

@@ -7,9 +7,15 @@
 //! spool). A queryable on `sarm/<robot_id>/spool` replays spooled records;
 //! acknowledgements on `sarm/<robot_id>/ack` trim the spool; a heartbeat on
 //! `sarm/<robot_id>/head` tells the sink how far the robot has got.
+//!
+//! The link starts with its spool: records are numbered and kept from the
+//! first one, whether or not its Zenoh session is open yet. On a session of
+//! its own ([`LinkSession::Connect`]) it opens in the background, retrying
+//! while the trainer is unreachable, and the sink then fetches what was
+//! made meanwhile from the spool.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,7 +30,7 @@ use super::spool::{Appended, Recovered, Spool, SpoolConfig};
 use super::TrainerError;
 use crate::msg::{EpisodeEvent, Progress, RosMessage, SampleWeight};
 use crate::zenoh_link::rmw::{gid, Attachment};
-use crate::zenoh_link::{now_ns, TrainerKeys};
+use crate::zenoh_link::{now_ns, open_session_retrying, TrainerKeys, ZenohSessionConfig};
 
 /// Settings of the robot's end.
 #[derive(Debug, Clone)]
@@ -83,11 +89,29 @@ pub struct RobotLinkStats {
     pub acked_through: AtomicU64,
 }
 
+/// The Zenoh session the link runs on.
+pub enum LinkSession {
+    /// An open session shared with others (the node's ROS 2 session on
+    /// Zenoh); the link declares its keys on it now.
+    Shared(Session),
+    /// A session of the link's own, opened in the background and retried
+    /// every `retry` until it opens: a robot whose trainer (router) is not
+    /// up yet starts anyway, spools its records, and delivers them when
+    /// the session opens. The link closes this session when dropped.
+    Connect {
+        config: ZenohSessionConfig,
+        retry: Duration,
+    },
+}
+
 struct Shared {
     spool: Mutex<Spool>,
     next_seq: AtomicU64,
     stats: RobotLinkStats,
     model: String,
+    /// The link's Zenoh side, once its session is open.
+    wire: OnceLock<Wire>,
+    stop: AtomicBool,
 }
 
 impl Shared {
@@ -99,20 +123,35 @@ impl Shared {
     }
 }
 
-pub struct RobotLink {
-    keys: TrainerKeys,
-    shared: Arc<Shared>,
+/// The link's declarations on an open session.
+struct Wire {
+    session: Session,
+    /// Opened by the link (closed with it), not shared.
+    owned: bool,
     publishers: Vec<(RecordKind, Publisher<'static>)>,
     gid: [u8; 16],
-    recovered: Recovered,
-    stop: Arc<AtomicBool>,
-    heartbeat: Option<JoinHandle<()>>,
     _queryable: Queryable<()>,
     _acks: Subscriber<()>,
 }
 
+pub struct RobotLink {
+    keys: TrainerKeys,
+    shared: Arc<Shared>,
+    recovered: Recovered,
+    heartbeat: Option<JoinHandle<()>>,
+    connector: Option<JoinHandle<()>>,
+}
+
 impl RobotLink {
+    /// The link on an open session (declared now; errors are returned).
     pub fn open(session: &Session, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
+        Self::start(LinkSession::Shared(session.clone()), cfg)
+    }
+
+    /// Opens the spool (where this run carries on) and starts the link on
+    /// `session`. Records are spooled from now on whether or not the
+    /// session is open yet.
+    pub fn start(session: LinkSession, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
         let keys = TrainerKeys::new(&cfg.robot_id)?;
         let (spool, recovered) = Spool::open(cfg.spool.clone())?;
         if recovered.records > 0 {
@@ -128,86 +167,41 @@ impl RobotLink {
             next_seq: AtomicU64::new(recovered.next_seq),
             stats: RobotLinkStats::default(),
             model: cfg.model.clone(),
+            wire: OnceLock::new(),
+            stop: AtomicBool::new(false),
         });
-        let mut publishers = Vec::new();
-        for kind in RecordKind::ALL {
-            let key = keys.key(kind);
-            let p = session
-                .declare_publisher(key.clone())
-                .congestion_control(CongestionControl::Drop)
-                .wait()
-                .map_err(|e| TrainerError::zenoh("publisher", &key, e))?;
-            publishers.push((kind, p));
+        let mut connector = None;
+        match session {
+            LinkSession::Shared(session) => {
+                let wire = Wire::declare(session, false, &keys, &shared)?;
+                let _ = shared.wire.set(wire);
+            }
+            LinkSession::Connect { config, retry } => {
+                let (keys, shared) = (keys.clone(), shared.clone());
+                // Fails now on a config that cannot work (not retried).
+                config.to_config()?;
+                connector = Some(
+                    std::thread::Builder::new()
+                        .name("sarm-trainer-connect".into())
+                        .spawn(move || connect_loop(&config, retry, &keys, &shared))
+                        .map_err(|e| TrainerError::Io(e.to_string()))?,
+                );
+            }
         }
-        let gid = gid(&format!("{}/{}", session.zid(), keys.spool()));
-
-        let q_shared = shared.clone();
-        let spool_key = keys.spool();
-        let queryable = session
-            .declare_queryable(spool_key.clone())
-            .callback(move |query| {
-                let asked = SpoolQuery::parse(query.parameters().as_str());
-                let records = match asked {
-                    Ok(q) => q_shared.spool().read_from(q.from, q.limit),
-                    Err(e) => {
-                        tracing::warn!("trainer link: bad spool query: {e}");
-                        return;
-                    }
-                };
-                match records {
-                    Ok(records) => {
-                        for r in records {
-                            let key = query.key_expr().clone();
-                            if query.reply(key, r.to_frame()).wait().is_ok() {
-                                q_shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!("trainer link: reading the spool: {e}"),
-                }
-            })
-            .wait()
-            .map_err(|e| TrainerError::zenoh("queryable", &spool_key, e))?;
-
-        let a_shared = shared.clone();
-        let ack_key = keys.ack();
-        let acks = session
-            .declare_subscriber(ack_key.clone())
-            .callback(
-                move |sample| match Ack::from_bytes(&sample.payload().to_bytes()) {
-                    Ok(ack) => {
-                        a_shared.spool().ack(ack.through);
-                        a_shared
-                            .stats
-                            .acked_through
-                            .fetch_max(ack.through + 1, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::warn!("trainer link: bad acknowledgement: {e}"),
-                },
-            )
-            .wait()
-            .map_err(|e| TrainerError::zenoh("subscriber", &ack_key, e))?;
-
-        let stop = Arc::new(AtomicBool::new(false));
-        let hb = {
-            let (stop, shared, session) = (stop.clone(), shared.clone(), session.clone());
-            let key = keys.head();
+        let heartbeat = {
+            let (shared, key) = (shared.clone(), keys.head());
             let period = cfg.heartbeat;
             std::thread::Builder::new()
                 .name("sarm-trainer-hb".into())
-                .spawn(move || heartbeat_loop(&session, &key, &shared, &stop, period))
+                .spawn(move || heartbeat_loop(&key, &shared, period))
                 .map_err(|e| TrainerError::Io(e.to_string()))?
         };
         Ok(RobotLink {
             keys,
             shared,
-            publishers,
-            gid,
             recovered,
-            stop,
-            heartbeat: Some(hb),
-            _queryable: queryable,
-            _acks: acks,
+            heartbeat: Some(heartbeat),
+            connector,
         })
     }
 
@@ -224,6 +218,11 @@ impl RobotLink {
         &self.shared.stats
     }
 
+    /// Whether the link's session is open (records are spooled either way).
+    pub fn connected(&self) -> bool {
+        self.shared.wire.get().is_some()
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.shared.next_seq.load(Ordering::Relaxed)
     }
@@ -234,8 +233,10 @@ impl RobotLink {
             .saturating_sub(self.shared.stats.acked_through.load(Ordering::Relaxed))
     }
 
-    /// Numbers, spools and publishes a message. `Ok(false)`: the spool was
-    /// full and its policy rejected the record (counted and reported).
+    /// Numbers, spools and publishes a message (publishing only once the
+    /// session is open; until then the spool keeps it for the sink).
+    /// `Ok(false)`: the spool was full and its policy rejected the record
+    /// (counted and reported).
     pub fn send<T: Sequenced>(&mut self, msg: &mut T) -> Result<bool, TrainerError> {
         let seq = self.shared.next_seq.load(Ordering::Relaxed);
         msg.set_seq(seq);
@@ -269,19 +270,21 @@ impl RobotLink {
             }
         }
         self.shared.next_seq.store(seq + 1, Ordering::Relaxed);
-        let attachment = Attachment {
-            sequence_number: seq as i64,
-            source_timestamp_ns: source_ns,
-            gid: self.gid,
-        };
-        if let Some((_, p)) = self.publishers.iter().find(|(k, _)| *k == T::KIND) {
-            if let Err(e) = p.put(record.cdr).attachment(attachment.to_bytes()).wait() {
-                // Spooled: the sink gets it from there.
-                self.shared
-                    .stats
-                    .publish_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("trainer link: put failed: {e}");
+        if let Some(wire) = self.shared.wire.get() {
+            let attachment = Attachment {
+                sequence_number: seq as i64,
+                source_timestamp_ns: source_ns,
+                gid: wire.gid,
+            };
+            if let Some((_, p)) = wire.publishers.iter().find(|(k, _)| *k == T::KIND) {
+                if let Err(e) = p.put(record.cdr).attachment(attachment.to_bytes()).wait() {
+                    // Spooled: the sink gets it from there.
+                    self.shared
+                        .stats
+                        .publish_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("trainer link: put failed: {e}");
+                }
             }
         }
         self.shared.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -296,28 +299,155 @@ impl RobotLink {
 
 impl Drop for RobotLink {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
+        }
+        // A connector still inside Zenoh's open (a config with an endless
+        // connect timeout) is left to finish on its own: it sees `stop`
+        // and closes what it opened.
+        if let Some(h) = self.connector.take() {
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
         if let Err(e) = self.shared.spool().sync() {
             tracing::error!("trainer link: syncing the spool: {e}");
         }
+        if let Some(wire) = self.shared.wire.get() {
+            if wire.owned {
+                let _ = wire.session.close().wait();
+            }
+        }
     }
 }
 
-fn heartbeat_loop(
-    session: &Session,
-    key: &str,
-    shared: &Shared,
-    stop: &AtomicBool,
-    period: Duration,
+impl Wire {
+    /// Declares the link's publishers, spool queryable and ack subscriber.
+    fn declare(
+        session: Session,
+        owned: bool,
+        keys: &TrainerKeys,
+        shared: &Arc<Shared>,
+    ) -> Result<Wire, TrainerError> {
+        let mut publishers = Vec::new();
+        for kind in RecordKind::ALL {
+            let key = keys.key(kind);
+            let p = session
+                .declare_publisher(key.clone())
+                .congestion_control(CongestionControl::Drop)
+                .wait()
+                .map_err(|e| TrainerError::zenoh("publisher", &key, e))?;
+            publishers.push((kind, p));
+        }
+        let gid = gid(&format!("{}/{}", session.zid(), keys.spool()));
+
+        // The callbacks hold the link weakly: the declarations live in
+        // `Shared`, and a strong reference would keep it alive for ever.
+        let q_shared = Arc::downgrade(shared);
+        let spool_key = keys.spool();
+        let queryable = session
+            .declare_queryable(spool_key.clone())
+            .callback(move |query| {
+                let Some(q_shared) = q_shared.upgrade() else {
+                    return;
+                };
+                let asked = SpoolQuery::parse(query.parameters().as_str());
+                let records = match asked {
+                    Ok(q) => q_shared.spool().read_from(q.from, q.limit),
+                    Err(e) => {
+                        tracing::warn!("trainer link: bad spool query: {e}");
+                        return;
+                    }
+                };
+                match records {
+                    Ok(records) => {
+                        for r in records {
+                            let key = query.key_expr().clone();
+                            if query.reply(key, r.to_frame()).wait().is_ok() {
+                                q_shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!("trainer link: reading the spool: {e}"),
+                }
+            })
+            .wait()
+            .map_err(|e| TrainerError::zenoh("queryable", &spool_key, e))?;
+
+        let a_shared = Arc::downgrade(shared);
+        let ack_key = keys.ack();
+        let acks = session
+            .declare_subscriber(ack_key.clone())
+            .callback(move |sample| {
+                let Some(a_shared) = a_shared.upgrade() else {
+                    return;
+                };
+                match Ack::from_bytes(&sample.payload().to_bytes()) {
+                    Ok(ack) => {
+                        a_shared.spool().ack(ack.through);
+                        a_shared
+                            .stats
+                            .acked_through
+                            .fetch_max(ack.through + 1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!("trainer link: bad acknowledgement: {e}"),
+                }
+            })
+            .wait()
+            .map_err(|e| TrainerError::zenoh("subscriber", &ack_key, e))?;
+        Ok(Wire {
+            session,
+            owned,
+            publishers,
+            gid,
+            _queryable: queryable,
+            _acks: acks,
+        })
+    }
+}
+
+/// Opens the link's own session (retrying) and declares the link on it.
+fn connect_loop(
+    config: &ZenohSessionConfig,
+    retry: Duration,
+    keys: &TrainerKeys,
+    shared: &Arc<Shared>,
 ) {
+    let session = match open_session_retrying(config, retry, &shared.stop, "trainer link") {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("trainer link: {e}; records are spooled but not sent");
+            return;
+        }
+    };
+    if shared.stop.load(Ordering::Relaxed) {
+        let _ = session.close().wait();
+        return;
+    }
+    match Wire::declare(session.clone(), true, keys, shared) {
+        Ok(wire) => {
+            tracing::info!(
+                "trainer link: connected; {} records spooled so far go to the sink from the spool",
+                shared.next_seq.load(Ordering::Relaxed)
+            );
+            let _ = shared.wire.set(wire);
+        }
+        Err(e) => {
+            tracing::error!("trainer link: {e}; records are spooled but not sent");
+            let _ = session.close().wait();
+        }
+    }
+}
+
+fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
     let tick = Duration::from_millis(20).min(period);
     let mut waited = period;
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         if waited >= period {
             waited = Duration::ZERO;
+            // The spool is synced whether or not the session is open.
             let (first_seq, spool_bytes) = {
                 let mut s = shared.spool();
                 if let Err(e) = s.sync() {
@@ -325,18 +455,21 @@ fn heartbeat_loop(
                 }
                 (s.first_seq(), s.bytes())
             };
-            let hb = Heartbeat {
-                next_seq: shared.next_seq.load(Ordering::Relaxed),
-                first_seq,
-                dropped: shared.stats.spool_dropped.load(Ordering::Relaxed),
-                rejected: shared.stats.spool_rejected.load(Ordering::Relaxed),
-                spool_bytes,
-                model: shared.model.clone(),
-            };
-            let _ = session
-                .put(key, hb.to_bytes())
-                .congestion_control(CongestionControl::Drop)
-                .wait();
+            if let Some(wire) = shared.wire.get() {
+                let hb = Heartbeat {
+                    next_seq: shared.next_seq.load(Ordering::Relaxed),
+                    first_seq,
+                    dropped: shared.stats.spool_dropped.load(Ordering::Relaxed),
+                    rejected: shared.stats.spool_rejected.load(Ordering::Relaxed),
+                    spool_bytes,
+                    model: shared.model.clone(),
+                };
+                let _ = wire
+                    .session
+                    .put(key, hb.to_bytes())
+                    .congestion_control(CongestionControl::Drop)
+                    .wait();
+            }
         }
         std::thread::sleep(tick);
         waited += tick;

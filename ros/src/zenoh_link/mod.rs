@@ -17,7 +17,7 @@ pub mod session;
 
 pub use native::{NativePublisher, TrainerKeys};
 pub use rmw::{RmwNode, RmwPublisher, RmwSubscriber, RosDistro};
-pub use session::{open_session, ZenohSessionConfig};
+pub use session::{open_session, open_session_retrying, ZenohSessionConfig};
 
 /// What went wrong on the Zenoh side.
 #[derive(Debug, thiserror::Error)]

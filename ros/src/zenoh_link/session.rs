@@ -7,6 +7,8 @@
 //! to change without writing a file.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use zenoh::{Config, Session, Wait};
 
@@ -102,6 +104,55 @@ pub fn open_session(cfg: &ZenohSessionConfig) -> Result<Session, ZenohError> {
         .map_err(|e| ZenohError::Open(e.to_string()))
 }
 
+/// Opens a session, retrying every `retry` until it opens or `stop` is set
+/// (`Ok(None)`). A client whose router is down fails to open at all (Zenoh's
+/// client default); a robot must still start and keep its records, so the
+/// trainer link and the sink wait for the router this way. A config that
+/// does not parse is an error at once; other failures (router unreachable,
+/// TLS handshake refused) are logged with Zenoh's reason and retried: the
+/// first at WARN, then once a minute.
+pub fn open_session_retrying(
+    cfg: &ZenohSessionConfig,
+    retry: Duration,
+    stop: &AtomicBool,
+    what: &str,
+) -> Result<Option<Session>, ZenohError> {
+    let config = cfg.to_config()?;
+    let retry = retry.max(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut failures = 0u64;
+    let mut last_said: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        match zenoh::open(config.clone()).wait() {
+            Ok(session) => {
+                if failures > 0 {
+                    tracing::info!(
+                        "{what}: Zenoh session open after {failures} failed tries ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(Some(session));
+            }
+            Err(e) => {
+                failures += 1;
+                if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_said = Some(Instant::now());
+                    tracing::warn!(
+                        "{what}: cannot open the Zenoh session yet ({e}); retrying every {:.1} s",
+                        retry.as_secs_f64()
+                    );
+                }
+            }
+        }
+        // Sleep in short steps so that `stop` is seen promptly.
+        let until = Instant::now() + retry;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20).min(retry));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +172,43 @@ mod tests {
         let cfg = ZenohSessionConfig::loopback(vec!["not an endpoint".into()], vec![]);
         let err = cfg.to_config().unwrap_err().to_string();
         assert!(err.contains("listen/endpoints"), "{err}");
+    }
+
+    #[test]
+    fn a_client_without_a_router_retries_until_stopped() {
+        // Port 9 (discard) on loopback: nothing listens, so the client
+        // cannot open; the opener keeps trying and returns when stopped.
+        let cfg = ZenohSessionConfig {
+            mode: Some("client".into()),
+            connect: vec!["tcp/127.0.0.1:9".into()],
+            scouting: Some(false),
+            ..Default::default()
+        };
+        let stop = AtomicBool::new(false);
+        let started = Instant::now();
+        let opened = std::thread::scope(|s| {
+            let t =
+                s.spawn(|| open_session_retrying(&cfg, Duration::from_millis(50), &stop, "test"));
+            std::thread::sleep(Duration::from_millis(400));
+            assert!(!t.is_finished(), "gave up instead of retrying");
+            stop.store(true, Ordering::Relaxed);
+            t.join().expect("opener thread")
+        });
+        assert!(matches!(opened, Ok(None)), "{opened:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_bad_config_is_not_retried() {
+        let cfg = ZenohSessionConfig {
+            connect: vec!["not an endpoint".into()],
+            ..Default::default()
+        };
+        let stop = AtomicBool::new(false);
+        let err = open_session_retrying(&cfg, Duration::from_millis(10), &stop, "test")
+            .map(|s| s.is_some())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connect/endpoints"), "{err}");
     }
 }

@@ -74,6 +74,12 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
     );
     let summaries = run_sink(&session, &cfg, &stop)?;
     for s in &summaries {
+        if s.robot_unrecorded > 0 {
+            eprintln!(
+                "sarm sink: {}: the robot dropped {} outputs before numbering them (its output queue was full)",
+                s.robot_id, s.robot_unrecorded
+            );
+        }
         eprintln!(
             "sarm sink: {}: {} records ({} progress rows, {} episodes), {} duplicates dropped, {} lost, {} recovered from the spool; delay p50 {:.1} ms, p99 {:.1} ms",
             s.robot_id, s.records, s.progress_rows, s.episodes, s.duplicates, s.lost, s.recovered, s.delay_ms_p50, s.delay_ms_p99

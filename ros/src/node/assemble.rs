@@ -51,6 +51,10 @@ impl CameraMsg {
     }
 }
 
+/// The drop reason of a score the outputs thread had no room for (it never
+/// reaches the trainer link; the link reports the count to the sink).
+pub const OUTPUT_QUEUE_FULL: &str = "output_queue_full";
+
 /// A message and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Arrived<T> {
@@ -383,7 +387,7 @@ impl Assembler {
             score,
         };
         if self.out.try_send(output).is_err() {
-            self.stats.drop_one("output_queue_full");
+            self.stats.drop_one(OUTPUT_QUEUE_FULL);
         }
     }
 

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use sarm_runtime::rabc::{FrameWeight, OnlineRabc, RabcParams};
 use sarm_runtime::HeadKind;
 
-use super::assemble::Output;
+use super::assemble::{Output, OUTPUT_QUEUE_FULL};
 use super::stats::{NodeStats, Stage};
 use crate::bag::McapOut;
 use crate::msg::{DiagnosticArray, EpisodeEvent, Header, Progress, SampleWeight, Time};
@@ -263,8 +263,14 @@ pub fn run_outputs(
                 &settings.robot_id,
                 crate::zenoh_link::now_ns(),
             );
-            if let (Some(t), Some(status)) = (sinks.trainer.as_ref(), diag.status.first_mut()) {
-                trainer_diagnostics(t, status);
+            if let Some(t) = sinks.trainer.as_ref() {
+                let unrecorded = stats.drops().get(OUTPUT_QUEUE_FULL).copied().unwrap_or(0);
+                t.stats()
+                    .unrecorded
+                    .store(unrecorded, std::sync::atomic::Ordering::Relaxed);
+                if let Some(status) = diag.status.first_mut() {
+                    trainer_diagnostics(t, status);
+                }
             }
             if let Err(e) = sinks.diagnostics.publish(&diag) {
                 tracing::warn!("publishing diagnostics: {e}");

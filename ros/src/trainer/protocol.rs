@@ -26,6 +26,11 @@ pub struct Heartbeat {
     pub dropped: u64,
     /// Records not kept because the spool was full (drop_newest) since start.
     pub rejected: u64,
+    /// Outputs the robot made but dropped before they reached the link (its
+    /// output queue was full), since start: never numbered, so the sink
+    /// cannot see the gap any other way. Absent from older robots.
+    #[serde(default)]
+    pub unrecorded: u64,
     pub spool_bytes: u64,
     /// The reward model (bundle path).
     pub model: String,

@@ -87,6 +87,9 @@ pub struct RobotLinkStats {
     pub spool_dropped: AtomicU64,
     pub spool_rejected: AtomicU64,
     pub acked_through: AtomicU64,
+    /// Set by the node: outputs dropped before they reached the link
+    /// (reported to the sink in the heartbeat).
+    pub unrecorded: AtomicU64,
 }
 
 /// The Zenoh session the link runs on.
@@ -461,6 +464,7 @@ fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
                     first_seq,
                     dropped: shared.stats.spool_dropped.load(Ordering::Relaxed),
                     rejected: shared.stats.spool_rejected.load(Ordering::Relaxed),
+                    unrecorded: shared.stats.unrecorded.load(Ordering::Relaxed),
                     spool_bytes,
                     model: shared.model.clone(),
                 };

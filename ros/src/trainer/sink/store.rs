@@ -44,6 +44,8 @@ pub struct RobotSummary {
     pub robot_next_seq: Option<u64>,
     pub robot_spool_dropped: u64,
     pub robot_spool_rejected: u64,
+    /// Outputs the robot dropped before numbering them (output queue full).
+    pub robot_unrecorded: u64,
     /// Robot made the record -> synced at the sink, ms, for records that
     /// came live (received by this run).
     pub delay_ms_p50: f64,
@@ -319,6 +321,14 @@ impl RobotState {
         }
         self.summary.robot_spool_dropped = hb.dropped;
         self.summary.robot_spool_rejected = hb.rejected;
+        if hb.unrecorded > self.summary.robot_unrecorded {
+            tracing::warn!(
+                "sink {}: the robot dropped {} outputs before numbering them (its output queue was full; see its /diagnostics)",
+                self.keys.robot_id(),
+                hb.unrecorded
+            );
+        }
+        self.summary.robot_unrecorded = hb.unrecorded;
         self.summary.robot_next_seq = Some(hb.next_seq);
         self.head = Some(hb);
         Ok(())
@@ -440,6 +450,7 @@ mod tests {
             first_seq,
             dropped: 0,
             rejected: 0,
+            unrecorded: 0,
             spool_bytes: 0,
             model: "m".into(),
         }
@@ -475,6 +486,24 @@ mod tests {
         drop(s);
         let s = RobotState::open(&out, "r").unwrap();
         assert_eq!((s.next, s.summary.lost, s.summary.records), (13, 9, 4));
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn outputs_the_robot_dropped_before_numbering_show_in_the_summary() {
+        let out = std::env::temp_dir().join(format!("sarm-sink-unrec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut s = RobotState::open(&out, "r").unwrap();
+        // An older robot's heartbeat has no such field.
+        let old = br#"{"next_seq":0,"first_seq":null,"dropped":0,"rejected":0,"spool_bytes":0,"model":"m"}"#;
+        s.on_head(Heartbeat::from_bytes(old).unwrap()).unwrap();
+        assert_eq!(s.summary.robot_unrecorded, 0);
+        s.on_head(Heartbeat {
+            unrecorded: 7,
+            ..hb(0, None)
+        })
+        .unwrap();
+        assert_eq!((s.summary.robot_unrecorded, s.summary.lost), (7, 0));
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -146,14 +146,10 @@ pub struct RobotLink {
 }
 
 impl RobotLink {
-    /// The link on an open session (declared now; errors are returned).
-    pub fn open(session: &Session, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
-        Self::start(LinkSession::Shared(session.clone()), cfg)
-    }
-
     /// Opens the spool (where this run carries on) and starts the link on
-    /// `session`. Records are spooled from now on whether or not the
-    /// session is open yet.
+    /// `session`: a shared session's declarations are made now (their
+    /// errors returned); an own session opens in the background. Records
+    /// are spooled from now on whether or not the session is open yet.
     pub fn start(session: LinkSession, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
         let keys = TrainerKeys::new(&cfg.robot_id)?;
         let (spool, recovered) = Spool::open(cfg.spool.clone())?;

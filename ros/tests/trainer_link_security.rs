@@ -220,6 +220,23 @@ fn open(what: &str, config: Config) -> Session {
         .unwrap_or_else(|e| panic!("{what}: cannot open the session: {e}"))
 }
 
+/// The router (trainer-router.json5) listening on `endpoint`.
+fn router(pki: &Pki, endpoint: &str) -> Session {
+    open(
+        "the router (trainer-router.json5)",
+        config(
+            "trainer-router.json5",
+            vec![endpoint.to_string()],
+            vec![],
+            &[
+                ("root_ca_certificate", pki.path("ca.pem")),
+                ("listen_certificate", pki.path("router.pem")),
+                ("listen_private_key", pki.path("router.key")),
+            ],
+        ),
+    )
+}
+
 /// A robot's config (trainer-robot.json5) with the certificate `cert`.
 fn robot_config(pki: &Pki, endpoint: &str, cert: &str) -> Config {
     config(
@@ -319,19 +336,7 @@ impl Trainer {
 
     fn start_with(pki: Pki) -> Trainer {
         let endpoint = format!("tls/127.0.0.1:{}", common::free_port());
-        let router = open(
-            "the router (trainer-router.json5)",
-            config(
-                "trainer-router.json5",
-                vec![endpoint.clone()],
-                vec![],
-                &[
-                    ("root_ca_certificate", pki.path("ca.pem")),
-                    ("listen_certificate", pki.path("router.pem")),
-                    ("listen_private_key", pki.path("router.key")),
-                ],
-            ),
-        );
+        let router = router(&pki, &endpoint);
         let sink = open(
             "the sink (trainer-sink.json5)",
             config(
@@ -930,19 +935,7 @@ fn sarm_processes_deliver_through_the_tls_router_even_when_it_starts_last() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let router = open(
-        "the router (trainer-router.json5)",
-        config(
-            "trainer-router.json5",
-            vec![endpoint.clone()],
-            vec![],
-            &[
-                ("root_ca_certificate", pki.path("ca.pem")),
-                ("listen_certificate", pki.path("router.pem")),
-                ("listen_private_key", pki.path("router.key")),
-            ],
-        ),
-    );
+    let router = router(&pki, &endpoint);
 
     // The robot exits 0 once the sink has acknowledged everything.
     let deadline = Instant::now() + Duration::from_secs(120);

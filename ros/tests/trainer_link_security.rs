@@ -977,6 +977,7 @@ fn sarm_processes_deliver_through_the_tls_router_even_when_it_starts_last() {
         .as_array()
         .and_then(|robots| robots.iter().find(|r| r["robot_id"] == "aloha-01"))
         .unwrap_or_else(|| panic!("the sink heard nothing from aloha-01: {summary}"));
+    eprintln!("link-check: {report}\nsink: {robot}");
     assert_eq!(robot["records"], RECORDS, "{robot}");
     assert_eq!(robot["next_seq"], RECORDS, "{robot}");
     assert_eq!(robot["lost"], 0, "{robot}");

@@ -310,7 +310,8 @@ fn trainer_diagnostics(t: &RobotLink, status: &mut crate::msg::DiagnosticStatus)
     let st = t.stats();
     let lost = st.spool_dropped.load(Relaxed) + st.spool_rejected.load(Relaxed);
     for (key, value) in [
-        ("trainer_connected", u64::from(t.connected())),
+        ("trainer_session_open", u64::from(t.session_open())),
+        ("trainer_zenoh_links", t.zenoh_links()),
         ("trainer_next_seq", t.next_seq()),
         ("trainer_unacknowledged", t.unacked()),
         ("trainer_replayed", st.replayed.load(Relaxed)),

@@ -90,6 +90,8 @@ pub struct RobotLinkStats {
     /// Set by the node: outputs dropped before they reached the link
     /// (reported to the sink in the heartbeat).
     pub unrecorded: AtomicU64,
+    /// Routers and peers the session is connected to (see `zenoh_links`).
+    pub zenoh_links: AtomicU64,
 }
 
 /// The Zenoh session the link runs on.
@@ -218,8 +220,14 @@ impl RobotLink {
     }
 
     /// Whether the link's session is open (records are spooled either way).
-    pub fn connected(&self) -> bool {
+    pub fn session_open(&self) -> bool {
         self.shared.wire.get().is_some()
+    }
+
+    /// Zenoh routers and peers the link's session is connected to, as of
+    /// the last heartbeat (0: nothing reachable; records wait in the spool).
+    pub fn zenoh_links(&self) -> u64 {
+        self.shared.stats.zenoh_links.load(Ordering::Relaxed)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -440,6 +448,22 @@ fn connect_loop(
     }
 }
 
+/// Counts the routers and peers the session reaches, and says when that
+/// drops to none or comes back (a client's session stays open while its
+/// router is gone, and reconnects by itself).
+fn note_links(wire: &Wire, shared: &Shared) {
+    let info = wire.session.info();
+    let n = (info.routers_zid().wait().count() + info.peers_zid().wait().count()) as u64;
+    let before = shared.stats.zenoh_links.swap(n, Ordering::Relaxed);
+    if n == 0 && before > 0 {
+        tracing::warn!(
+            "trainer link: no Zenoh router or peer reachable; records are spooled until one is"
+        );
+    } else if n > 0 && before == 0 {
+        tracing::info!("trainer link: {n} Zenoh router(s)/peer(s) reachable");
+    }
+}
+
 fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
     let tick = Duration::from_millis(20).min(period);
     let mut waited = period;
@@ -455,6 +479,7 @@ fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
                 (s.first_seq(), s.bytes())
             };
             if let Some(wire) = shared.wire.get() {
+                note_links(wire, shared);
                 let hb = Heartbeat {
                     next_seq: shared.next_seq.load(Ordering::Relaxed),
                     first_seq,
@@ -473,5 +498,63 @@ fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
         }
         std::thread::sleep(tick);
         waited += tick;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trainer::WhenFull;
+    use crate::zenoh_link::open_session;
+
+    fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn the_link_counts_the_peers_it_reaches_as_they_come_and_go() {
+        let dir = std::env::temp_dir().join(format!("sarm-robot-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A listener on an ephemeral loopback port, and the robot's client of it.
+        let trainer = open_session(&ZenohSessionConfig::loopback(vec![], vec![])).unwrap();
+        let endpoint = trainer
+            .info()
+            .locators()
+            .wait()
+            .first()
+            .map(|l| l.to_string())
+            .expect("the trainer listens");
+        let robot = open_session(&ZenohSessionConfig {
+            mode: Some("client".into()),
+            connect: vec![endpoint],
+            scouting: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+        let link = RobotLink::start(
+            LinkSession::Shared(robot.clone()),
+            RobotLinkConfig {
+                robot_id: "r".into(),
+                spool: SpoolConfig {
+                    dir: dir.clone(),
+                    max_bytes: 1 << 20,
+                    when_full: WhenFull::DropOldest,
+                },
+                heartbeat: Duration::from_millis(50),
+                model: "m".into(),
+            },
+        )
+        .unwrap();
+        assert!(link.session_open());
+        wait_for("the trainer is counted", || link.zenoh_links() == 1);
+        trainer.close().wait().unwrap();
+        wait_for("the trainer's going is seen", || link.zenoh_links() == 0);
+        drop(link);
+        robot.close().wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

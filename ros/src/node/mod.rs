@@ -392,16 +392,24 @@ fn trainer_session(cfg: &NodeConfig, ros_session: Option<&zenoh::Session>) -> Li
     let own = !t.zenoh_config.as_os_str().is_empty() || !t.zenoh_connect.is_empty();
     match ros_session {
         Some(session) if !own => LinkSession::Shared(session.clone()),
-        _ => LinkSession::Connect {
-            config: ZenohSessionConfig {
-                file: (!t.zenoh_config.as_os_str().is_empty()).then(|| t.zenoh_config.clone()),
-                mode: None,
-                listen: Vec::new(),
-                connect: t.zenoh_connect.clone(),
-                scouting: None,
-            },
-            retry: Duration::from_secs_f64(t.connect_retry_s),
-        },
+        _ => {
+            if !own {
+                tracing::info!(
+                    "trainer link: a Zenoh peer session with Zenoh's defaults (multicast scouting); \
+                     set [trainer] zenoh_config or zenoh_connect to choose, or outputs.trainer_link = false"
+                );
+            }
+            LinkSession::Connect {
+                config: ZenohSessionConfig {
+                    file: (!t.zenoh_config.as_os_str().is_empty()).then(|| t.zenoh_config.clone()),
+                    mode: None,
+                    listen: Vec::new(),
+                    connect: t.zenoh_connect.clone(),
+                    scouting: None,
+                },
+                retry: Duration::from_secs_f64(t.connect_retry_s),
+            }
+        }
     }
 }
 

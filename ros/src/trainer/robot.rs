@@ -190,12 +190,16 @@ impl RobotLink {
             }
         }
         let heartbeat = {
-            let (shared, key) = (shared.clone(), keys.head());
+            let (hb_shared, key) = (shared.clone(), keys.head());
             let period = cfg.heartbeat;
             std::thread::Builder::new()
                 .name("sarm-trainer-hb".into())
-                .spawn(move || heartbeat_loop(&key, &shared, period))
-                .map_err(|e| TrainerError::Io(e.to_string()))?
+                .spawn(move || heartbeat_loop(&key, &hb_shared, period))
+                .map_err(|e| {
+                    // The connector, if any, gives up too.
+                    shared.stop.store(true, Ordering::Relaxed);
+                    TrainerError::Io(e.to_string())
+                })?
         };
         Ok(RobotLink {
             keys,
@@ -436,7 +440,7 @@ fn connect_loop(
     match Wire::declare(session.clone(), true, keys, shared) {
         Ok(wire) => {
             tracing::info!(
-                "trainer link: connected; {} records spooled so far go to the sink from the spool",
+                "trainer link: session open; what was made before (seq < {}) reaches the sink from the spool",
                 shared.next_seq.load(Ordering::Relaxed)
             );
             let _ = shared.wire.set(wire);

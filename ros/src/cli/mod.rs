@@ -72,10 +72,14 @@ pub enum Command {
     /// Nothing is lost across a sink restart, a cut link or a robot killed
     /// mid-episode: records are acknowledged once durable, and gaps are
     /// filled from the robots' on-disk spools. Each record is kept once.
+    /// As a client of a router that is not up yet, it waits for it.
     Sink(sink::SinkArgs),
     /// Check a trainer link without a model: send synthetic records through
     /// the robot's spool and link to a `sarm sink`, then wait until the sink
     /// has acknowledged all of them.
+    ///
+    /// As on the robot, records are made and spooled while the trainer is
+    /// unreachable; the session is retried until it opens.
     LinkCheck(link_check::LinkCheckArgs),
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Layers, bottom up:
 //! - [`bundle`]: the model bundle (manifest + ONNX files) and its validation;
-//! - [`backend`]: tract-onnx graphs with checked tensor signatures;
+//! - [`backend`]: the inference seam: a backend-neutral graph with checked
+//!   tensor signatures and preallocated buffers, run by tract (default) or
+//!   onnxruntime (loaded at run time);
 //! - [`preprocess`], [`encoder`], [`state`]: camera image and joint state to
 //!   model inputs;
 //! - [`window`], [`cache`]: which frames a window reads, and the per-frame
@@ -30,5 +32,8 @@ pub mod smoothing;
 pub mod state;
 pub mod window;
 
+pub use backend::{Backend, BackendConfig, BackendError, BackendKind};
 pub use bundle::{Bundle, BundleError, HeadKind, Precision};
-pub use scorer::{FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerConfig};
+pub use scorer::{
+    FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerBackend, ScorerConfig,
+};

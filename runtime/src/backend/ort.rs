@@ -302,13 +302,15 @@ fn register_providers(
         };
         match result {
             Ok(()) => return Ok((builder, p)),
-            Err(e) if required == Some(p) => return Err(BundleError::Onnx {
-                field: spec.field.to_string(),
-                path: spec.path.to_path_buf(),
-                message: format!(
+            Err(e) if required == Some(p) => {
+                return Err(BundleError::Onnx {
+                    field: spec.field.to_string(),
+                    path: spec.path.to_path_buf(),
+                    message: format!(
                     "execution provider {p} is required (backend.require_provider) but failed: {e}"
                 ),
-            }),
+                })
+            }
             Err(e) => tracing::warn!(
                 "{}: execution provider {p} unavailable ({e}); trying the next one",
                 spec.field

@@ -260,6 +260,110 @@ ros_message! {
     consts { "uint8" START = "0", "uint8" END = "1", "uint8" ABORT = "2" }
 }
 
+ros_message! {
+    /// builtin_interfaces/msg/Duration.
+    Duration = "builtin_interfaces/msg/Duration" {
+        sec: i32 => "int32",
+        nanosec: u32 => "uint32",
+    }
+}
+
+impl Duration {
+    pub fn from_nanos(ns: i64) -> Self {
+        Duration {
+            sec: ns.div_euclid(1_000_000_000) as i32,
+            nanosec: ns.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+
+    pub fn as_nanos(&self) -> i64 {
+        self.sec as i64 * 1_000_000_000 + self.nanosec as i64
+    }
+}
+
+ros_message! {
+    /// std_msgs/msg/MultiArrayDimension.
+    MultiArrayDimension = "std_msgs/msg/MultiArrayDimension" {
+        label: String => "string",
+        size: u32 => "uint32",
+        stride: u32 => "uint32",
+    }
+}
+
+ros_message! {
+    /// std_msgs/msg/MultiArrayLayout.
+    MultiArrayLayout = "std_msgs/msg/MultiArrayLayout" {
+        dim: Vec<MultiArrayDimension> => "std_msgs/MultiArrayDimension[]",
+        data_offset: u32 => "uint32",
+    }
+}
+
+ros_message! {
+    /// std_msgs/msg/Float64MultiArray: joint commands for ros2_control's
+    /// forward_command_controller (one value per joint, in its order).
+    Float64MultiArray = "std_msgs/msg/Float64MultiArray" {
+        layout: MultiArrayLayout => "std_msgs/MultiArrayLayout",
+        data: Vec<f64> => "float64[]",
+    }
+}
+
+ros_message! {
+    /// trajectory_msgs/msg/JointTrajectoryPoint.
+    JointTrajectoryPoint = "trajectory_msgs/msg/JointTrajectoryPoint" {
+        positions: Vec<f64> => "float64[]",
+        velocities: Vec<f64> => "float64[]",
+        accelerations: Vec<f64> => "float64[]",
+        effort: Vec<f64> => "float64[]",
+        time_from_start: Duration => "builtin_interfaces/Duration",
+    }
+}
+
+ros_message! {
+    /// trajectory_msgs/msg/JointTrajectory: joint commands for ros2_control's
+    /// joint_trajectory_controller.
+    JointTrajectory = "trajectory_msgs/msg/JointTrajectory" {
+        header: Header => "std_msgs/Header",
+        joint_names: Vec<String> => "string[]",
+        points: Vec<JointTrajectoryPoint> => "trajectory_msgs/JointTrajectoryPoint[]",
+    }
+}
+
+ros_message! {
+    /// sarm_msgs/msg/PolicyEvent: the policy safety layer armed, disarmed,
+    /// latched a fault (with its cause), was reset, or refused to arm.
+    PolicyEvent = "sarm_msgs/msg/PolicyEvent" {
+        header: Header => "std_msgs/Header",
+        robot_id: String => "string",
+        episode_index: i64 => "int64",
+        event: u8 => "uint8",
+        cause: u8 => "uint8",
+        held_s: f64 => "float64",
+        detail: String => "string",
+        commands: u64 => "uint64",
+        hold_ticks: u64 => "uint64",
+        faults: u64 => "uint64",
+    }
+    consts {
+        "uint8" ARMED = "0", "uint8" DISARMED = "1", "uint8" FAULT = "2", "uint8" RESET = "3",
+        "uint8" ARM_REFUSED = "4",
+        "uint8" CAUSE_NONE = "0", "uint8" CAUSE_ESTOP = "1", "uint8" CAUSE_NON_FINITE_ACTION = "2",
+        "uint8" CAUSE_STALE_OBSERVATION = "3", "uint8" CAUSE_INPUT_SILENT = "4",
+        "uint8" CAUSE_DEADLINE_MISSED = "5", "uint8" CAUSE_POLICY_FAILED = "6"
+    }
+}
+
+ros_message! {
+    /// sarm_msgs/msg/PolicyControl: an operator's command to the policy
+    /// safety layer, on /sarm/policy_control.
+    PolicyControl = "sarm_msgs/msg/PolicyControl" {
+        header: Header => "std_msgs/Header",
+        robot_id: String => "string",
+        command: u8 => "uint8",
+        reason: String => "string",
+    }
+    consts { "uint8" ARM = "0", "uint8" DISARM = "1", "uint8" ESTOP = "2", "uint8" RESET = "3" }
+}
+
 /// Field table of a message type by full or short name (`pkg/msg/Name` or
 /// `pkg/Name`), for schema text and nested types.
 pub fn fields_of(type_name: &str) -> Option<&'static [(&'static str, &'static str)]> {
@@ -276,6 +380,14 @@ pub fn fields_of(type_name: &str) -> Option<&'static [(&'static str, &'static st
         "sarm_msgs/msg/Progress" => Progress::FIELDS,
         "sarm_msgs/msg/SampleWeight" => SampleWeight::FIELDS,
         "sarm_msgs/msg/EpisodeEvent" => EpisodeEvent::FIELDS,
+        "builtin_interfaces/msg/Duration" => Duration::FIELDS,
+        "std_msgs/msg/MultiArrayDimension" => MultiArrayDimension::FIELDS,
+        "std_msgs/msg/MultiArrayLayout" => MultiArrayLayout::FIELDS,
+        "std_msgs/msg/Float64MultiArray" => Float64MultiArray::FIELDS,
+        "trajectory_msgs/msg/JointTrajectoryPoint" => JointTrajectoryPoint::FIELDS,
+        "trajectory_msgs/msg/JointTrajectory" => JointTrajectory::FIELDS,
+        "sarm_msgs/msg/PolicyEvent" => PolicyEvent::FIELDS,
+        "sarm_msgs/msg/PolicyControl" => PolicyControl::FIELDS,
         _ => return None,
     })
 }
@@ -284,6 +396,8 @@ fn constants_of(full: &str) -> &'static [(&'static str, &'static str, &'static s
     match full {
         "diagnostic_msgs/msg/DiagnosticStatus" => DiagnosticStatus::CONSTANTS,
         "sarm_msgs/msg/EpisodeEvent" => EpisodeEvent::CONSTANTS,
+        "sarm_msgs/msg/PolicyEvent" => PolicyEvent::CONSTANTS,
+        "sarm_msgs/msg/PolicyControl" => PolicyControl::CONSTANTS,
         _ => &[],
     }
 }

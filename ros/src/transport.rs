@@ -6,8 +6,8 @@ use zenoh::Session;
 
 use crate::dds::{DdsConfig, DdsError, DdsNode, DdsPublisher};
 use crate::msg::{
-    normalize_type, CompressedImage, DiagnosticArray, EpisodeEvent, Image, JointState, Progress,
-    RosMessage, SampleWeight,
+    normalize_type, CompressedImage, DiagnosticArray, EpisodeEvent, Float64MultiArray, Image,
+    JointState, JointTrajectory, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight,
 };
 use crate::qos::TopicQos;
 use crate::zenoh_link::{
@@ -121,6 +121,10 @@ impl Transport {
             "sarm_msgs/msg/Progress" => typed::<Progress>(self, topic, qos),
             "sarm_msgs/msg/SampleWeight" => typed::<SampleWeight>(self, topic, qos),
             "sarm_msgs/msg/EpisodeEvent" => typed::<EpisodeEvent>(self, topic, qos),
+            "sarm_msgs/msg/PolicyEvent" => typed::<PolicyEvent>(self, topic, qos),
+            "sarm_msgs/msg/PolicyControl" => typed::<PolicyControl>(self, topic, qos),
+            "std_msgs/msg/Float64MultiArray" => typed::<Float64MultiArray>(self, topic, qos),
+            "trajectory_msgs/msg/JointTrajectory" => typed::<JointTrajectory>(self, topic, qos),
             other => Err(TransportError::UnknownType(other.to_string())),
         }
     }

@@ -5,8 +5,8 @@
 mod common;
 
 use sarm_ros::msg::{
-    CompressedImage, DiagnosticArray, EpisodeEvent, Image, JointState, Progress, RosMessage,
-    SampleWeight,
+    CompressedImage, DiagnosticArray, EpisodeEvent, Float64MultiArray, Image, JointState,
+    JointTrajectory, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight,
 };
 use serde_json::Value;
 
@@ -54,11 +54,15 @@ fn rosbags_cdr_roundtrips_byte_for_byte() {
             "sarm_msgs/msg/Progress" => check::<Progress>(case),
             "sarm_msgs/msg/SampleWeight" => check::<SampleWeight>(case),
             "sarm_msgs/msg/EpisodeEvent" => check::<EpisodeEvent>(case),
+            "std_msgs/msg/Float64MultiArray" => check::<Float64MultiArray>(case),
+            "trajectory_msgs/msg/JointTrajectory" => check::<JointTrajectory>(case),
+            "sarm_msgs/msg/PolicyEvent" => check::<PolicyEvent>(case),
+            "sarm_msgs/msg/PolicyControl" => check::<PolicyControl>(case),
             other => panic!("unexpected fixture type {other}"),
         }
         seen.push(ty.to_string());
     }
-    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.len(), 11);
 }
 
 /// rmw_zenoh (Iron and later) puts RIHS01 type hashes in its keys; ours
@@ -68,7 +72,7 @@ fn type_hashes_match_rosbags() {
     let msg_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sarm_msgs/msg");
     let out = common::run_python("type_hashes.py", &msg_dir);
     let hashes: serde_json::Map<String, Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(hashes.len(), 11);
+    assert_eq!(hashes.len(), 19);
     for (name, expected) in hashes {
         assert_eq!(
             sarm_ros::type_hash::rihs01_of(&name).as_deref(),

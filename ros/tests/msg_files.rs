@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sarm_ros::msg::{EpisodeEvent, Progress, RosMessage, SampleWeight};
+use sarm_ros::msg::{EpisodeEvent, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight};
 
 type Parsed = (Vec<(String, String)>, Vec<(String, String, String)>);
 
@@ -52,6 +52,8 @@ fn msg_files_match_rust_types() {
     check::<Progress>("Progress.msg");
     check::<SampleWeight>("SampleWeight.msg");
     check::<EpisodeEvent>("EpisodeEvent.msg");
+    check::<PolicyEvent>("PolicyEvent.msg");
+    check::<PolicyControl>("PolicyControl.msg");
 }
 
 #[test]
@@ -67,5 +69,5 @@ fn cmake_lists_every_msg_file() {
         );
         n += 1;
     }
-    assert_eq!(n, 3);
+    assert_eq!(n, 5);
 }

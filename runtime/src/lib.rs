@@ -1,4 +1,5 @@
-//! sarm-runtime: the engine that runs LeRobot-trained SARM reward models.
+//! sarm-runtime: the engine that runs LeRobot-trained SARM reward models
+//! and the policies they judge.
 //!
 //! Layers, bottom up:
 //! - [`bundle`]: the model bundle (manifest + ONNX files) and its validation;
@@ -13,7 +14,9 @@
 //!   step, global progress from the temporal proportions, and optional
 //!   confidence-weighted smoothing;
 //! - [`scorer`]: the per-episode loop tying them together;
-//! - [`rate`]: the model's frame clock (which camera frames are scored).
+//! - [`rate`]: the model's frame clock (which camera frames are scored);
+//! - [`policy`]: policy bundles (LeRobot ACT), the policy step at the
+//!   control rate (action queue, temporal ensembling) and the safety layer.
 //!
 //! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
 
@@ -22,6 +25,7 @@ pub mod backend;
 pub mod bundle;
 pub mod cache;
 pub mod encoder;
+pub mod policy;
 pub mod preprocess;
 pub mod progress;
 pub mod rabc;

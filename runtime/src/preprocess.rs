@@ -21,6 +21,13 @@ use crate::bundle::manifest::{ImageEncoderSpec, ResizeFilter, ResizeRule};
 pub enum ImageError {
     #[error("image is empty ({width}x{height})")]
     Empty { width: u32, height: u32 },
+    #[error("image of {width}x{height} RGB pixels needs {expected} bytes, found {found}")]
+    Length {
+        width: u32,
+        height: u32,
+        expected: usize,
+        found: usize,
+    },
     #[error("resizing {width}x{height} failed: {message}")]
     Resize {
         width: u32,
@@ -29,24 +36,26 @@ pub enum ImageError {
     },
 }
 
-/// Preallocated preprocessing for one encoder input size.
-pub struct Preprocessor {
+/// Resampling of a camera image to a model's input size on float pixels:
+/// the part of preprocessing the reward encoder and the policy share.
+///
+/// The output is interleaved RGB f32 (0..255 scale, not rounded), height x
+/// width. Buffers are kept between calls; the source buffer is reallocated
+/// only when the camera's size changes.
+pub struct Resampler {
     rule: ResizeRule,
     alg: ResizeAlg,
     width: u32,
     height: u32,
-    scale: f32,
-    mean: [f32; 3],
-    std: [f32; 3],
     resizer: Resizer,
-    /// The camera image as f32 pixels; reallocated only when its size changes.
+    /// The camera image as f32 pixels.
     source: Image<'static>,
     resized: Image<'static>,
 }
 
-impl std::fmt::Debug for Preprocessor {
+impl std::fmt::Debug for Resampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preprocessor")
+        f.debug_struct("Resampler")
             .field("rule", &self.rule)
             .field("width", &self.width)
             .field("height", &self.height)
@@ -54,31 +63,32 @@ impl std::fmt::Debug for Preprocessor {
     }
 }
 
-impl Preprocessor {
-    /// From a validated manifest (mean and std have 3 entries).
-    pub fn new(spec: &ImageEncoderSpec) -> Self {
-        let filter = match spec.filter {
+impl Resampler {
+    /// To `width` x `height` (both > 0) by `rule` with `filter`, antialiased
+    /// when downscaling (a convolution whose support grows with the scale,
+    /// as torchvision's `antialias=True` and PIL do).
+    pub fn new(rule: ResizeRule, filter: ResizeFilter, width: u32, height: u32) -> Self {
+        let filter = match filter {
             ResizeFilter::Bilinear => FilterType::Bilinear,
             ResizeFilter::Bicubic => FilterType::CatmullRom,
         };
-        let triple = |v: &[f32]| [v[0], v[1], v[2]];
-        Preprocessor {
-            rule: spec.resize,
+        Resampler {
+            rule,
             alg: ResizeAlg::Convolution(filter),
-            width: spec.width,
-            height: spec.height,
-            scale: spec.scale,
-            mean: triple(&spec.mean),
-            std: triple(&spec.std),
+            width,
+            height,
             resizer: Resizer::new(),
             source: Image::new(1, 1, PixelType::F32x3),
-            resized: Image::new(spec.width, spec.height, PixelType::F32x3),
+            resized: Image::new(width, height, PixelType::F32x3),
         }
     }
 
-    /// Number of f32 values written by [`Self::run`]: 3 x height x width.
-    pub fn output_len(&self) -> usize {
-        3 * self.width as usize * self.height as usize
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
     }
 
     /// The source box (left, top, width, height) that ends up in the output.
@@ -106,13 +116,22 @@ impl Preprocessor {
         }
     }
 
-    /// Writes the normalised NCHW tensor of `img` into `out`.
-    pub fn run(&mut self, img: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
-        let (w, h) = img.dimensions();
+    /// Resamples the `w` x `h` interleaved RGB8 image `rgb` to the output
+    /// size (`width * height` f32 RGB pixels).
+    pub fn run(&mut self, w: u32, h: u32, rgb: &[u8]) -> Result<Resampled<'_>, ImageError> {
         if w == 0 || h == 0 {
             return Err(ImageError::Empty {
                 width: w,
                 height: h,
+            });
+        }
+        let expected = 3 * w as usize * h as usize;
+        if rgb.len() != expected {
+            return Err(ImageError::Length {
+                width: w,
+                height: h,
+                expected,
+                found: rgb.len(),
             });
         }
         let resize_err = |message: String| ImageError::Resize {
@@ -123,12 +142,7 @@ impl Preprocessor {
         if (self.source.width(), self.source.height()) != (w, h) {
             self.source = Image::new(w, h, PixelType::F32x3);
         }
-        for (dst, px) in self
-            .source
-            .buffer_mut()
-            .chunks_exact_mut(4)
-            .zip(img.as_raw())
-        {
+        for (dst, px) in self.source.buffer_mut().chunks_exact_mut(4).zip(rgb) {
             dst.copy_from_slice(&(*px as f32).to_ne_bytes());
         }
         let (left, top, bw, bh) = self.source_box(w, h);
@@ -142,15 +156,78 @@ impl Preprocessor {
             resizer.resize(source, resized, &options)
         })
         .map_err(|e| resize_err(e.to_string()))?;
-        let plane = self.width as usize * self.height as usize;
-        let bytes = self.resized.buffer();
+        Ok(Resampled {
+            bytes: self.resized.buffer(),
+        })
+    }
+}
+
+/// A resampled image: interleaved f32 RGB, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct Resampled<'a> {
+    /// fast_image_resize's `F32x3` buffer (native-endian f32 triples; a
+    /// byte buffer without f32 alignment guarantee, hence read per value).
+    bytes: &'a [u8],
+}
+
+impl<'a> Resampled<'a> {
+    /// The pixels in row-major order, each `[r, g, b]` on the 0..255 scale.
+    pub fn pixels(&self) -> impl Iterator<Item = [f32; 3]> + 'a {
+        self.bytes.chunks_exact(12).map(|px| {
+            let v = |i: usize| f32::from_ne_bytes([px[i], px[i + 1], px[i + 2], px[i + 3]]);
+            [v(0), v(4), v(8)]
+        })
+    }
+}
+
+/// Preallocated preprocessing for one encoder input size.
+pub struct Preprocessor {
+    resampler: Resampler,
+    scale: f32,
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+impl std::fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preprocessor")
+            .field("resampler", &self.resampler)
+            .finish()
+    }
+}
+
+impl Preprocessor {
+    /// From a validated manifest (mean and std have 3 entries).
+    pub fn new(spec: &ImageEncoderSpec) -> Self {
+        let triple = |v: &[f32]| [v[0], v[1], v[2]];
+        Preprocessor {
+            resampler: Resampler::new(spec.resize, spec.filter, spec.width, spec.height),
+            scale: spec.scale,
+            mean: triple(&spec.mean),
+            std: triple(&spec.std),
+        }
+    }
+
+    /// Number of f32 values written by [`Self::run`]: 3 x height x width.
+    pub fn output_len(&self) -> usize {
+        3 * self.resampler.width as usize * self.resampler.height as usize
+    }
+
+    /// The source box (left, top, width, height) that ends up in the output.
+    pub fn source_box(&self, src_w: u32, src_h: u32) -> (f64, f64, f64, f64) {
+        self.resampler.source_box(src_w, src_h)
+    }
+
+    /// Writes the normalised NCHW tensor of `img` into `out`.
+    pub fn run(&mut self, img: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
+        let (w, h) = img.dimensions();
+        let plane = self.resampler.width as usize * self.resampler.height as usize;
+        let (scale, mean, std) = (self.scale, self.mean, self.std);
+        let pixels = self.resampler.run(w, h, img.as_raw())?;
         for c in 0..3 {
-            let (scale, mean, std) = (self.scale, self.mean[c], self.std[c]);
             let dst = &mut out[c * plane..(c + 1) * plane];
-            for (d, px) in dst.iter_mut().zip(bytes.chunks_exact(12)) {
-                let v =
-                    f32::from_ne_bytes([px[4 * c], px[4 * c + 1], px[4 * c + 2], px[4 * c + 3]]);
-                *d = (v * scale - mean) / std;
+            for (d, px) in dst.iter_mut().zip(pixels.pixels()) {
+                *d = (px[c] * scale - mean[c]) / std[c];
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! its end-to-end latency next to these model steps.
 
 mod node;
+mod policy;
 
 use std::path::PathBuf;
 
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use image::RgbImage;
+use sarm_runtime::bundle::BundleKind;
 use sarm_runtime::encoder::ImageEncoder;
+use sarm_runtime::policy::PolicyBundle;
 use sarm_runtime::reward::{RewardModel, StepTimings};
 use sarm_runtime::{BackendKind, Bundle, HeadKind, Precision};
 
@@ -63,6 +66,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Camera image size fed to the encoder, WIDTHxHEIGHT [default: 640x480;
+    /// for a policy bundle, each camera's trained resolution;
     /// with --node, the size of the episode's camera frames].
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub image_size: Option<(u32, u32)>,
@@ -149,6 +153,8 @@ fn fill_pseudo_random(buf: &mut [f32], seed: u64) {
     }
 }
 
+/// Times a reward bundle's models, or a policy bundle's step
+/// ([`policy`]), per backend and precision.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.node {
         return node::run(args);
@@ -156,6 +162,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let Some(path) = &args.bundle else {
         anyhow::bail!("sarm bench: a BUNDLE folder is needed (or --node)");
     };
+    if BundleKind::of_dir(path).with_context(|| format!("loading bundle {}", path.display()))?
+        == BundleKind::Policy
+    {
+        let bundle = PolicyBundle::load(path)
+            .with_context(|| format!("loading policy bundle {}", path.display()))?;
+        let rows = policy::measure(&bundle, args)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            policy::print(&bundle, &rows);
+        }
+        return Ok(());
+    }
     let bundle =
         Bundle::load(path).with_context(|| format!("loading bundle {}", path.display()))?;
     let rows = measure(&bundle, args, args.image_size.unwrap_or((640, 480)))?;
@@ -257,7 +276,8 @@ const ENCODER_MODEL: &str = "encoder model";
 const REWARD_STEP: &str = "reward step (all heads)";
 const FRAME_STEP: &str = "frame step (encoder+reward)";
 
-fn print_rows(bundle: &Bundle, rows: &[Row]) {
+/// The rows as a table.
+fn print_table(rows: &[Row]) {
     println!(
         "{:<28} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10}",
         "step", "back", "prec", "n", "p50 ms", "p99 ms", "mean ms"
@@ -268,6 +288,10 @@ fn print_rows(bundle: &Bundle, rows: &[Row]) {
             r.step, r.backend, r.precision, r.iterations, r.p50_ms, r.p99_ms, r.mean_ms
         );
     }
+}
+
+fn print_rows(bundle: &Bundle, rows: &[Row]) {
+    print_table(rows);
     let find = |step: &str, b: BackendKind, p: Precision| {
         rows.iter()
             .find(|r| r.step == step && r.backend == b.as_str() && r.precision == p.as_str())

@@ -1,10 +1,14 @@
-//! `sarm inspect <bundle>`.
+//! `sarm inspect <bundle>`: reward (SARM) and policy bundles.
+
+mod policy;
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
 use sarm_runtime::backend::{Backend, Graph};
+use sarm_runtime::bundle::BundleKind;
 use sarm_runtime::encoder::ImageEncoder;
+use sarm_runtime::policy::PolicyBundle;
 use sarm_runtime::reward::RewardModel;
 use sarm_runtime::Bundle;
 
@@ -22,6 +26,19 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    let dir = &args.bundle.bundle;
+    if BundleKind::of_dir(dir).with_context(|| format!("loading bundle {}", dir.display()))?
+        == BundleKind::Policy
+    {
+        let bundle = PolicyBundle::load(dir)
+            .with_context(|| format!("loading policy bundle {}", dir.display()))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
+            return Ok(());
+        }
+        print!("{}", policy::summary(&bundle, &args.backend.all()?)?);
+        return Ok(());
+    }
     let bundle = Bundle::load(&args.bundle.bundle)
         .with_context(|| format!("loading bundle {}", args.bundle.bundle.display()))?;
     if args.json {

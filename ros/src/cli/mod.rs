@@ -37,12 +37,15 @@ pub enum Command {
     /// Print a bundle's manifest, files, provenance and tensor signatures.
     ///
     /// Loads every ONNX graph the bundle names, so a bundle that passes
-    /// `inspect` will load in `run`.
+    /// `inspect` will load in `run`. Reward (SARM) and policy (ACT) bundles;
+    /// for a policy, `--backend tract,ort` shows the signatures on each.
     Inspect(inspect::InspectArgs),
     /// Measure per-step latency of a bundle's models on this machine.
     ///
     /// Reports p50/p99 of the image encoder, the stage model and the subtask
     /// model, fp32 and int8, and the int8/fp32 ratio measured in the same run.
+    /// For a policy bundle: the observation preparation, the model call and
+    /// the policy step (queue and temporal ensembling), against the control period.
     /// With --node, also runs the node on the bundled episode (50 Hz camera,
     /// 200 Hz joints) and reports its end-to-end latency and its overhead over
     /// the model step.

@@ -14,7 +14,9 @@ ts = get_typestore(Stores.ROS2_JAZZY)
 names = ["builtin_interfaces/msg/Time", "std_msgs/msg/Header", "sensor_msgs/msg/Image",
          "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/JointState",
          "diagnostic_msgs/msg/KeyValue", "diagnostic_msgs/msg/DiagnosticStatus",
-         "diagnostic_msgs/msg/DiagnosticArray"]
+         "diagnostic_msgs/msg/DiagnosticArray", "builtin_interfaces/msg/Duration",
+         "std_msgs/msg/MultiArrayDimension", "std_msgs/msg/MultiArrayLayout", "std_msgs/msg/Float64MultiArray",
+         "trajectory_msgs/msg/JointTrajectoryPoint", "trajectory_msgs/msg/JointTrajectory"]
 for f in sorted(Path(sys.argv[1]).glob("*.msg")):
     name = f"sarm_msgs/msg/{f.stem}"
     ts.register(get_types_from_msg(f.read_text(), name))

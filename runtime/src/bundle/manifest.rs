@@ -16,6 +16,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub schema_version: u32,
+    /// Absent in the bundles export_bundle.py writes; `"reward"` if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub name: String,
     #[serde(default)]
     pub description: String,

@@ -1,4 +1,6 @@
 //! Model bundles: a folder with `bundle.toml` and the ONNX files it names.
+//! This module loads reward (SARM) bundles; [`crate::policy`] loads policy
+//! bundles; [`BundleKind`] tells them apart before either schema is read.
 //!
 //! [`Bundle::load`] parses the manifest, checks every rule that can be checked
 //! without running a model (lengths, ranges, file presence, content hashes)
@@ -6,6 +8,7 @@
 //! the ONNX graphs are loaded ([`crate::backend`]), with the same error type.
 
 mod error;
+mod kind;
 pub mod manifest;
 mod validate;
 
@@ -13,7 +16,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::BundleError;
+pub use kind::BundleKind;
 pub use manifest::Manifest;
+
+pub(crate) use kind::read_manifest;
+pub(crate) use validate::check_file_hash;
 
 use crate::progress::Breakpoints;
 use crate::window::WindowSpec;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::kind::{read_manifest, BundleKind};
 use super::manifest::{FileRef, HeadSpec, Manifest, SCHEMA_VERSION};
 use super::{Bundle, BundleError, Head, HeadKind, Precision};
 use crate::progress::Breakpoints;
@@ -14,15 +15,8 @@ use crate::window::WindowSpec;
 type Result<T> = std::result::Result<T, BundleError>;
 
 pub(super) fn load(dir: &Path) -> Result<Bundle> {
-    let dir = dir.canonicalize().map_err(|source| BundleError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let path = dir.join("bundle.toml");
-    let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let (dir, path, text) = read_manifest(dir)?;
+    BundleKind::Reward.expect(BundleKind::of_text(&path, &text)?, &path)?;
     let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Parse {
         path: path.clone(),
         message: e.to_string(),
@@ -108,6 +102,9 @@ fn head(kind: HeadKind, spec: &HeadSpec, logits: &str, tau: &str) -> Result<Head
 }
 
 fn check_manifest(m: &Manifest) -> Result<()> {
+    if let Some(kind) = &m.kind {
+        expect_eq("kind", "reward", kind.as_str())?;
+    }
     if m.schema_version != SCHEMA_VERSION {
         return Err(BundleError::mismatch(
             "schema_version",
@@ -259,6 +256,23 @@ fn check_files(dir: &Path, m: &Manifest) -> Result<()> {
 
 /// The file exists inside the bundle, has the declared size and SHA-256.
 fn check_file(dir: &Path, field: &str, file: &FileRef) -> Result<()> {
+    check_file_hash(dir, field, &file.path, file.bytes, &file.sha256)
+}
+
+/// `path` (relative to the bundle folder `dir`, named by manifest key
+/// `field`) exists inside the bundle with `bytes` bytes and SHA-256 `sha256`.
+pub(crate) fn check_file_hash(
+    dir: &Path,
+    field: &str,
+    path: &str,
+    bytes: u64,
+    sha256: &str,
+) -> Result<()> {
+    let file = FileRef {
+        path: path.to_string(),
+        sha256: sha256.to_string(),
+        bytes,
+    };
     let rel = Path::new(&file.path);
     if rel.is_absolute()
         || rel

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod policy_golden;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

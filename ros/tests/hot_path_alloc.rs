@@ -1,11 +1,12 @@
 //! The node's hot path allocates nothing per scored frame outside the
 //! third-party calls it makes.
 //!
-//! A counting global allocator counts, on the assembler's thread only, every
+//! A counting global allocator counts, on the test's thread only, every
 //! allocation made while the assembler takes in a camera frame or a joint
-//! state and scores what is due: clock, pairing, decoding into the reused
-//! RGB buffer, preprocessing, the embedding cache, window assembly, progress
-//! math, statistics and the hand-off to the outputs thread. Each allocation
+//! state and the reward stage scores what is due: clock, pairing, the
+//! hand-off between them, decoding into the reused RGB buffer,
+//! preprocessing, the embedding cache, window assembly, progress math,
+//! RA-BC weights, statistics and the hand-off to the outputs thread. Each allocation
 //! is attributed through `sarm_runtime::alloc_scope` to the runtime's own
 //! code, tract's `run` (the model call), the JPEG decoder (zune-jpeg) or the
 //! resizer (fast_image_resize). The runtime's own share must be zero; the
@@ -20,15 +21,19 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sarm_ros::bag::read_bag;
+use sarm_ros::msg::EventKind;
 use sarm_ros::msg::{CompressedImage, JointState, RosMessage};
-use sarm_ros::node::assemble::{Arrived, Assembler, AssemblerConfig, CameraMsg, Output};
+use sarm_ros::node::assemble::{Assembled, Assembler, AssemblerConfig};
+use sarm_ros::node::inputs::{Arrived, CameraMsg};
+use sarm_ros::node::reward::{Output, RewardConfig, RewardStage};
 use sarm_ros::node::stats::NodeStats;
-use sarm_ros::sync::SyncConfig;
 use sarm_runtime::alloc_scope::{current, Scope};
-use sarm_runtime::{Bundle, Precision, ScorerConfig};
+use sarm_runtime::rabc::RabcParams;
+use sarm_runtime::sync::SyncConfig;
+use sarm_runtime::{Bundle, Clock, HeadKind, Precision, ScorerConfig};
 
 struct Counting;
 
@@ -144,15 +149,14 @@ struct Run {
     per_image: Vec<Counts>,
 }
 
-/// Feeds the episode through an assembler.
+/// Feeds the episode through an assembler and a reward stage, both on this
+/// thread (in the node they are two threads joined by the same channel).
 fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
+    let clock = Clock::wall();
+    let stats = Arc::new(NodeStats::new(clock.clone()));
     let (tx, rx) = crossbeam_channel::bounded::<Output>(4096);
+    let (atx, arx) = crossbeam_channel::bounded::<Assembled>(4096);
     let cfg = AssemblerConfig {
-        robot_id: "alloc-test".into(),
-        scorer: ScorerConfig {
-            precision,
-            ..ScorerConfig::default()
-        },
         sync: SyncConfig {
             cameras: 1,
             slop_ns: 20_000_000,
@@ -161,11 +165,35 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
         },
         auto_start: true,
         inactivity: None,
-        // Fed as fast as it scores: nothing is late.
-        max_lag: Duration::from_secs(3600),
+        max_frames: 1 << 20,
     };
-    let mut asm =
-        Assembler::new(bundle, cfg, Arc::new(NodeStats::new()), tx).expect("the assembler builds");
+    let mut asm = Assembler::new(bundle, cfg, stats.clone(), atx).expect("the assembler builds");
+    let mut reward = RewardStage::new(
+        bundle,
+        RewardConfig {
+            robot_id: "alloc-test".into(),
+            scorer: ScorerConfig {
+                precision,
+                ..ScorerConfig::default()
+            },
+            rabc: RabcParams {
+                chunk_size: 5,
+                ..RabcParams::default()
+            },
+            rabc_head: HeadKind::Sparse,
+            // Fed as fast as it scores: nothing is late.
+            max_lag: Duration::from_secs(3600),
+        },
+        clock.clone(),
+        stats,
+        tx,
+    )
+    .expect("the reward stage builds");
+    let stage = |reward: &mut RewardStage| {
+        while let Ok(a) = arx.try_recv() {
+            reward.on(a);
+        }
+    };
     // Steady state: the windows are full and every statistic and drop
     // counter in use has its entry.
     const WARM_UP_FRAMES: u64 = 8;
@@ -179,16 +207,22 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
                 // What the camera input thread does: message and Arc.
                 let tick = Arc::new(Arrived {
                     msg: CameraMsg::Compressed(m.clone()),
-                    at: Instant::now(),
+                    at_ns: clock.now_ns(),
                 });
-                counted(|| asm.on_camera(tick))
+                counted(|| {
+                    asm.on_camera(tick, clock.now_ns());
+                    stage(&mut reward);
+                })
             }
             Input::Joints(m) => {
                 let js = Arrived {
                     msg: m.clone(),
-                    at: Instant::now(),
+                    at_ns: clock.now_ns(),
                 };
-                counted(|| asm.on_joints(js))
+                counted(|| {
+                    asm.on_joints(js, clock.now_ns());
+                    stage(&mut reward);
+                })
             }
         };
         let mut new_scores = 0;
@@ -206,7 +240,8 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
         }
         scored += new_scores;
     }
-    asm.end_episode(false, "end of the test episode");
+    asm.end_episode(EventKind::End, "end of the test episode", clock.now_ns());
+    stage(&mut reward);
     while let Ok(out) = rx.try_recv() {
         if matches!(out, Output::Score { .. }) {
             scored += 1;

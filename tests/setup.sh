@@ -3,6 +3,8 @@
 # environments (git-ignored), idempotent. Part of the README's test command.
 #   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only)
 #   ros/tests/interop/.venv  independent ROS 2 implementations (rosbags, mcap-ros2-support)
+#   tests/onnxruntime/       the ONNX Runtime library for the `ort` backend's tests, from the
+#                            pinned onnxruntime wheel on PyPI (about 17 MB; no venv needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +21,29 @@ venv() {
 venv ros/tests/interop/.venv ros/tests/interop/requirements.txt
 if [ "${SARM_SKIP_EXPORTER_ENV:-0}" != 1 ]; then
     venv models/tools/.venv models/tools/requirements.txt
+fi
+
+# The ONNX Runtime shared library the `ort` backend loads in the tests (ORT_DYLIB_PATH, or this
+# folder, which the tests look in). Taken from the pinned wheel; the Rust tests need nothing else.
+ORT_VERSION=1.32.0
+ORT_DIR=tests/onnxruntime
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+    echo "== installing libonnxruntime.so.$ORT_VERSION into $ORT_DIR (onnxruntime==$ORT_VERSION wheel)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    ros/tests/interop/.venv/bin/pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
+    mkdir -p "$ORT_DIR"
+    ros/tests/interop/.venv/bin/python - "$tmp" "$ORT_DIR" <<'PY'
+import pathlib, sys, zipfile
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+(wheel,) = src.glob("onnxruntime-*.whl")
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so")]
+    if not names:
+        sys.exit(f"{wheel.name} has no onnxruntime/capi/libonnxruntime.so*")
+    for n in names:
+        (dst / pathlib.Path(n).name).write_bytes(z.read(n))
+        print("   ", dst / pathlib.Path(n).name)
+PY
 fi

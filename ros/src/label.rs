@@ -23,6 +23,8 @@ pub struct LabelOptions {
     pub camera_topic: String,
     pub joints_topic: String,
     pub scorer: ScorerConfig,
+    /// The inference backend (`--backend`).
+    pub backend: sarm_runtime::Backend,
     /// Largest accepted |camera stamp - joint stamp| before a pair is counted as late.
     pub joint_slop_ns: i64,
 }
@@ -33,6 +35,7 @@ impl Default for LabelOptions {
             camera_topic: "/camera/top/image_raw/compressed".into(),
             joints_topic: "/joint_states".into(),
             scorer: ScorerConfig::default(),
+            backend: sarm_runtime::Backend::tract(),
             joint_slop_ns: 20_000_000,
         }
     }
@@ -181,7 +184,7 @@ pub fn label_bag(
         gate.finish() as usize,
     ));
 
-    let mut scorer = Scorer::new(bundle, &opts.scorer)?;
+    let mut scorer = Scorer::with_backend(bundle, &opts.scorer, &opts.backend)?;
     let mut rgb = RgbImage::new(1, 1);
     let mut stamps: Vec<i64> = Vec::new();
     for cam in plan {

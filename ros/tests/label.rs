@@ -1,15 +1,68 @@
 //! `sarm label` on a bag written by rosbags (fixtures/make_label_bag.py)
 //! against LeRobot's progress for the same frames
 //! (models/tools/make_label_fixture.py), read back with pyarrow and
-//! mcap-ros2-support.
+//! mcap-ros2-support, on every backend x precision ([`TOLERANCES`]).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use sarm_runtime::backend::{Backend, BackendKind};
+use sarm_runtime::Precision;
 use serde_json::Value;
 
 mod common;
 use common::run_python;
+
+#[path = "../../runtime/tests/common/backends.rs"]
+mod backends;
+use backends::{tolerance, Tolerance};
+
+/// `sarm label` against LeRobot fp32 per backend x precision: |progress|
+/// within `value` where the stage agrees, and the stage agreeing on at
+/// least `agreement` of the frames (fp32: all). int8 runs the int8 image
+/// encoder (features within cosine 0.89 of fp32 on these synthetic
+/// frames): measured bounds.
+const TOLERANCES: &[Tolerance] = &[
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 1.0,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 1.0,
+    },
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Int8,
+        value: 0.1,
+        agreement: 0.9,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Int8,
+        value: 0.1,
+        agreement: 0.9,
+    },
+];
+
+/// The `sarm label` flags that select `backend` and `precision`.
+fn backend_args(backend: &Backend, precision: Precision) -> Vec<String> {
+    let mut v = vec![
+        "--backend".to_string(),
+        backend.kind().to_string(),
+        "--precision".to_string(),
+        precision.to_string(),
+    ];
+    if let Some(lib) = &backend.describe().library {
+        v.push("--ort-library".into());
+        v.push(lib.display().to_string());
+    }
+    v
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -48,6 +101,53 @@ fn label(extra: &[&str], tag: &str) -> (PathBuf, PathBuf, String) {
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
         .unwrap()
+}
+
+#[test]
+fn label_matches_lerobot_per_backend_and_precision() {
+    for (backend, precision) in backends::pairs() {
+        let tol = tolerance(TOLERANCES, &backend, precision);
+        let args = backend_args(&backend, precision);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (parquet, _, _) = label(&args, &format!("{}-{precision}", backend.kind()));
+        let reference = reference();
+        let n = reference["frames"].as_u64().unwrap() as usize;
+        let table: Value = serde_json::from_str(&run_python("read_parquet.py", &parquet)).unwrap();
+        let mut worst = 0.0f64;
+        for f in 0..n {
+            for head in ["sparse", "dense"] {
+                let ours = table["data"][format!("progress_{head}")][f]
+                    .as_f64()
+                    .unwrap();
+                let gold = reference["progress"][head][f].as_f64().unwrap();
+                worst = worst.max((ours - gold).abs());
+            }
+        }
+        // A stage flip moves progress by a stage prior: such values fall outside the bound.
+        let within = (0..n)
+            .flat_map(|f| ["sparse", "dense"].map(|h| (f, h)))
+            .filter(|&(f, h)| {
+                let ours = table["data"][format!("progress_{h}")][f].as_f64().unwrap();
+                let gold = reference["progress"][h][f].as_f64().unwrap();
+                (ours - gold).abs() <= tol.value as f64
+            })
+            .count();
+        let rate = within as f64 / (2 * n) as f64;
+        println!(
+            "sarm label {} {precision} vs LeRobot on {n} frames: {:.1}% of progress values within \
+             {}, max |diff| {worst:.2e}",
+            backend.kind(),
+            rate * 100.0,
+            tol.value
+        );
+        assert!(
+            rate >= tol.agreement,
+            "{} {precision}: only {:.1}% of progress values within {}",
+            backend.kind(),
+            rate * 100.0,
+            tol.value
+        );
+    }
 }
 
 #[test]

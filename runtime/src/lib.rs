@@ -2,7 +2,9 @@
 //!
 //! Layers, bottom up:
 //! - [`bundle`]: the model bundle (manifest + ONNX files) and its validation;
-//! - [`backend`]: tract-onnx graphs with checked tensor signatures;
+//! - [`backend`]: the inference seam: a backend-neutral graph with checked
+//!   tensor signatures and preallocated buffers, run by tract (default) or
+//!   onnxruntime (loaded at run time);
 //! - [`preprocess`], [`encoder`], [`state`]: camera image and joint state to
 //!   model inputs;
 //! - [`window`], [`cache`]: which frames a window reads, and the per-frame
@@ -37,6 +39,9 @@ pub mod state;
 pub mod sync;
 pub mod window;
 
+pub use backend::{Backend, BackendConfig, BackendError, BackendKind};
 pub use bundle::{Bundle, BundleError, HeadKind, Precision};
 pub use clock::{Clock, ClockSource};
-pub use scorer::{FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerConfig};
+pub use scorer::{
+    FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerBackend, ScorerConfig,
+};

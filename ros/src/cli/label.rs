@@ -9,7 +9,7 @@ use sarm_ros::progress_parquet;
 use sarm_ros::scores::{EpisodeProgress, ProgressStamper};
 use sarm_runtime::{Bundle, HeadKind, ScorerConfig};
 
-use super::PrecisionArg;
+use super::{BackendArgs, PrecisionArg};
 
 #[derive(Debug, clap::Args)]
 pub struct LabelArgs {
@@ -49,6 +49,8 @@ pub struct LabelArgs {
     /// Camera/joint stamp difference above which a pair is counted as late, in ms.
     #[arg(long, default_value_t = 20.0)]
     pub joint_slop_ms: f64,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: &LabelArgs) -> anyhow::Result<()> {
@@ -73,12 +75,14 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<()> {
             stride: args.stride as usize,
             ..ScorerConfig::default()
         },
+        backend: args.backend.single()?,
         joint_slop_ns: (args.joint_slop_ms * 1e6) as i64,
     };
     eprintln!(
-        "sarm label: {} with {} ({precision})",
+        "sarm label: {} with {} ({precision}, {})",
         args.bag.display(),
-        bundle.name()
+        bundle.name(),
+        opts.backend.kind()
     );
 
     let heads: Vec<HeadKind> = bundle.heads.iter().map(|h| h.kind).collect();

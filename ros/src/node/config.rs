@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use sarm_runtime::{ClockSource, HeadKind, Precision};
+use sarm_runtime::{BackendConfig, ClockSource, HeadKind, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::trainer::WhenFull;
@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub episode: EpisodeConfig,
     pub trainer: TrainerConfig,
     pub rabc: RabcConfig,
+    /// The inference backend (tract, or onnxruntime loaded at run time).
+    pub backend: BackendConfig,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +61,7 @@ impl Default for NodeConfig {
             episode: EpisodeConfig::default(),
             trainer: TrainerConfig::default(),
             rabc: RabcConfig::default(),
+            backend: BackendConfig::default(),
         }
     }
 }
@@ -375,6 +378,7 @@ impl NodeConfig {
         };
         resolve(&mut cfg.bundle);
         for p in [
+            &mut cfg.backend.ort_library,
             &mut cfg.source.bag,
             &mut cfg.transport.zenoh_config,
             &mut cfg.trainer.zenoh_config,
@@ -510,6 +514,12 @@ impl NodeConfig {
             1 << 40,
         )?;
         positive("trainer.heartbeat_s", self.trainer.heartbeat_s)?;
+        self.backend.validate().map_err(|e| match e {
+            sarm_runtime::BackendError::Config { key, message } => {
+                invalid(format!("backend.{key}"), message)
+            }
+            other => invalid("backend", other.to_string()),
+        })?;
         positive("trainer.connect_retry_s", self.trainer.connect_retry_s)?;
         Ok(())
     }
@@ -684,6 +694,11 @@ mod tests {
                 zenoh_config: Some("x".into()),
                 spool_dir: Some("x".into()),
                 ..d.trainer.clone()
+            },
+            backend: BackendConfig {
+                ort_library: Some("x".into()),
+                tensorrt_cache_dir: Some("x".into()),
+                ..d.backend.clone()
             },
             ..d
         };

@@ -360,7 +360,12 @@ impl Node {
                 run_outputs(out_rx, sinks, diagnostics, settings, out_clock, out_stats)
             })?;
 
-        // The reward stage.
+        // The reward stage, on the configured backend.
+        let backend = sarm_runtime::Backend::new(&cfg.backend)
+            .map_err(|e| anyhow::anyhow!("config key `backend`: {e}"))?;
+        if let Some(w) = sarm_runtime::backend::precision_warning(cfg.backend.kind, cfg.precision) {
+            tracing::warn!("{w}");
+        }
         let mut reward = RewardStage::new(
             &bundle,
             RewardConfig {
@@ -375,10 +380,14 @@ impl Node {
                 rabc_head: cfg.rabc.head,
                 max_lag: Duration::from_secs(1),
             },
+            &backend,
             clock.clone(),
             stats.clone(),
             out_tx,
         )?;
+        let info = reward.scorer().backend_info();
+        tracing::info!("inference: {info}");
+        stats.set_static(info.key_values());
         let reward = std::thread::Builder::new()
             .name("sarm-reward".into())
             .spawn(move || {

@@ -18,7 +18,7 @@ use image::RgbImage;
 use sarm_runtime::clock::duration_between;
 use sarm_runtime::episode::{RabcDriver, StampedWeight};
 use sarm_runtime::rabc::RabcParams;
-use sarm_runtime::{Bundle, Clock, FrameData, FrameScore, HeadKind, Scorer, ScorerConfig};
+use sarm_runtime::{Backend, Bundle, Clock, FrameData, FrameScore, HeadKind, Scorer, ScorerConfig};
 
 use super::assemble::{Assembled, Observation};
 use super::inputs::Frame;
@@ -92,11 +92,12 @@ impl RewardStage {
     pub fn new(
         bundle: &Bundle,
         cfg: RewardConfig,
+        backend: &Backend,
         clock: Clock,
         stats: Arc<NodeStats>,
         out: Sender<Output>,
     ) -> anyhow::Result<Self> {
-        let scorer = Scorer::new(bundle, &cfg.scorer)?;
+        let scorer = Scorer::with_backend(bundle, &cfg.scorer, backend)?;
         let look_ahead = scorer.window().delay() + 1;
         if look_ahead > MAX_LOOK_AHEAD {
             anyhow::bail!(

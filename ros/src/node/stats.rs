@@ -93,6 +93,9 @@ struct Inner {
     drops: BTreeMap<&'static str, u64>,
     /// Errors per sink.
     errors: BTreeMap<&'static str, u64>,
+    /// Key/values that do not change while the node runs (the backend and
+    /// its execution providers), shown in /diagnostics.
+    fixed: Vec<(String, String)>,
     live: Live,
 }
 
@@ -134,6 +137,7 @@ impl NodeStats {
                 counts: BTreeMap::new(),
                 drops: BTreeMap::new(),
                 errors: BTreeMap::new(),
+                fixed: Vec::new(),
                 live: Live::default(),
             }),
             clock,
@@ -196,6 +200,11 @@ impl NodeStats {
             i.started_ns.get_or_insert(now);
             *i.counts.entry(what).or_default() += n
         });
+    }
+
+    /// Key/values shown in every /diagnostics (set once at start).
+    pub fn set_static(&self, values: Vec<(String, String)>) {
+        self.with(|i| i.fixed = values);
     }
 
     /// A sink failed once.
@@ -286,6 +295,9 @@ impl NodeStats {
                     value: format!("{p99:.3}"),
                 });
             }
+        }
+        for (key, value) in self.with(|i| i.fixed.clone()) {
+            values.push(KeyValue { key, value });
         }
         let live = self.live();
         let (level, message) = if drops.is_empty() {

@@ -141,8 +141,25 @@ impl Bundle {
             .collect()
     }
 
-    pub fn image_encoder_file(&self) -> PathBuf {
-        self.dir.join(&self.manifest.image_encoder.file.path)
+    /// The image encoder file `precision` runs, and the manifest key that
+    /// names it: `precision.<p>.image_encoder` when the bundle has one,
+    /// else the fp32 `image_encoder.file`.
+    pub fn image_encoder_file(&self, precision: Precision) -> (PathBuf, String) {
+        match self
+            .manifest
+            .precision
+            .get(precision.as_str())
+            .and_then(|f| f.image_encoder.as_ref())
+        {
+            Some(f) => (
+                self.dir.join(&f.path),
+                format!("precision.{precision}.image_encoder"),
+            ),
+            None => (
+                self.dir.join(&self.manifest.image_encoder.file.path),
+                "image_encoder.file".to_string(),
+            ),
+        }
     }
 
     /// The largest stage count over the heads: the width of `stage_onehot`.

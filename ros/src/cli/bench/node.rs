@@ -291,14 +291,15 @@ struct Report {
 }
 
 fn node_row(precision: &'static str, rows: &[Row], s: &RunSummary) -> NodeRow {
+    // The node runs on tract (its backend is not configurable yet).
     let step = |name: &str, p: &str| {
         rows.iter()
-            .find(|r| r.step == name && r.precision == p)
+            .find(|r| r.step == name && r.precision == p && r.backend == "tract")
             .map_or((0.0, 0.0), |r| (r.p50_ms, r.p99_ms))
     };
     let parts = [
-        step(ENCODER_PREPROCESS, "fp32"),
-        step(ENCODER_MODEL, "fp32"),
+        step(ENCODER_PREPROCESS, precision),
+        step(ENCODER_MODEL, precision),
         step(REWARD_STEP, precision),
     ];
     let model50: f64 = parts.iter().map(|p| p.0).sum();
@@ -340,6 +341,12 @@ fn node_row(precision: &'static str, rows: &[Row], s: &RunSummary) -> NodeRow {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.backend.backend != [sarm_runtime::BackendKind::Tract] {
+        anyhow::bail!(
+            "sarm bench --node: the node runs on tract until its config has a [backend] table; \
+             compare backends on the model steps with `sarm bench BUNDLE --backend tract,ort`"
+        );
+    }
     let mut cfg = embedded_default();
     if let Some(b) = &args.bundle {
         cfg.bundle = locate(b);
@@ -533,7 +540,7 @@ fn print_report(r: &Report) {
     for s in &r.model_steps {
         println!(
             "  {:<26} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
-            s.step, s.precision, s.iterations, s.p50_ms, s.p99_ms, s.mean_ms
+            s.step, s.precision, s.iterations, s.p50_ms, s.p99_ms, s.mean_ms,
         );
     }
     println!();

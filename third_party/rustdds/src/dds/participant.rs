@@ -110,6 +110,10 @@ impl DomainParticipantBuilder {
   ///
   /// This is not a hard transport-level ACL: unicast sockets still bind to
   /// wildcard addresses for the selected ports.
+  ///
+  /// sarm patch: it also restricts where we send: unicast only to locators in
+  /// the subnets of these interfaces (127.0.0.1: 127.0.0.0/8), whatever a peer
+  /// advertises; multicast only on these interfaces.
   pub fn with_only_networks(mut self, addrs: impl IntoIterator<Item = impl Into<IpAddr>>) -> Self {
     self.only_networks = Some(addrs.into_iter().map(Into::into).collect());
     self

@@ -1,5 +1,5 @@
 use std::{
-  cell::RefCell,
+  cell::{Cell, RefCell},
   collections::HashMap,
   io,
   net::{IpAddr, SocketAddr, UdpSocket},
@@ -14,7 +14,7 @@ use log::{debug, error, info, trace, warn};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::{
-  network::util::get_local_multicast_ip_addrs_filtered,
+  network::util::{get_local_multicast_ip_addrs_filtered, UnicastReach},
   rtps::{
     outbound::{ControlQueue, Datagram, SendOutcome, SocketId, CONTROL_QUEUE_WARN_LEN},
     transmit::InterfaceSelector,
@@ -38,6 +38,11 @@ pub struct UDPSender {
   // sent immediately. Drained on write readiness by `flush_control`.
   // (see src/rtps/nonblocking_transmit_design.md)
   control_queues: RefCell<HashMap<SocketId, ControlQueue>>,
+
+  // sarm patch: with `only_networks`, the unicast destinations we may send to
+  // (`None`: anywhere), and whether a refused destination was logged yet.
+  unicast_reach: Option<UnicastReach>,
+  refusal_logged: Cell<bool>,
 }
 
 impl UDPSender {
@@ -160,6 +165,8 @@ impl UDPSender {
       unicast_socket,
       multicast_sockets,
       control_queues: RefCell::new(HashMap::new()),
+      unicast_reach: only_networks.map(UnicastReach::for_networks),
+      refusal_logged: Cell::new(false),
     };
     info!("UDPSender::new() --> {sender:?}");
     Ok(sender)
@@ -209,12 +216,44 @@ impl UDPSender {
     }
   }
 
+  /// sarm patch: whether `locator` lies within the interfaces this
+  /// participant is restricted to (always, when it is not restricted).
+  pub(crate) fn reaches(&self, locator: &Locator) -> bool {
+    match (&self.unicast_reach, locator) {
+      (Some(reach), Locator::UdpV4(sa)) => reach.reaches(IpAddr::V4(*sa.ip())),
+      (Some(reach), Locator::UdpV6(sa)) => reach.reaches(IpAddr::V6(*sa.ip())),
+      _ => true,
+    }
+  }
+
+  /// sarm patch: restricted to loopback only, so every reachable peer is on
+  /// this host.
+  pub(crate) fn loopback_only(&self) -> bool {
+    self
+      .unicast_reach
+      .as_ref()
+      .is_some_and(UnicastReach::loopback_only)
+  }
+
   /// One non-blocking datagram send. Never blocks; classifies the result.
   fn raw_send(&self, id: SocketId, addr: SocketAddr, buffer: &[u8]) -> SendOutcome {
     let Some(socket) = self.socket_ref(id) else {
       error!("raw_send: no socket for {id:?}");
       return SendOutcome::Dropped;
     };
+    // sarm patch: never send outside the restricted interfaces, whatever a
+    // peer advertised.
+    if let Some(reach) = &self.unicast_reach {
+      if !reach.reaches(addr.ip()) {
+        if !self.refusal_logged.replace(true) {
+          info!(
+            "not sending to {addr}: outside the interfaces this participant is restricted to \
+             (logged once)"
+          );
+        }
+        return SendOutcome::Dropped;
+      }
+    }
     if !self.socket_can_reach(id, addr) {
       trace!("raw_send: {id:?} cannot reach {addr} (address family mismatch), dropping");
       return SendOutcome::Dropped;
@@ -578,6 +617,28 @@ mod tests {
     assert_eq!(rec_data_1, data);
     assert_eq!(rec_data_2.len(), 6);
     assert_eq!(rec_data_2, data);
+  }
+
+  // sarm patch: a participant restricted to loopback never sends elsewhere.
+  #[test]
+  fn loopback_restricted_sender_refuses_other_destinations() {
+    let sender = UDPSender::new_with_networks(0, Some(&[IpAddr::V4(Ipv4Addr::LOCALHOST)]), 0)
+      .expect("failed to create UDPSender");
+    let listener = UDPListener::new_unicast("127.0.0.1", 10501).unwrap();
+    let lan = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77)), 10501);
+    let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10501);
+    assert!(sender.loopback_only());
+    assert!(!sender.reaches(&Locator::from(lan)));
+    assert!(sender.reaches(&Locator::from(lo)));
+    assert_eq!(
+      sender.raw_send(SocketId::Unicast, lan, &[1u8; 4]),
+      SendOutcome::Dropped
+    );
+    assert_eq!(
+      sender.raw_send(SocketId::Unicast, lo, &[2u8; 4]),
+      SendOutcome::Sent
+    );
+    assert_eq!(listener.get_message(), vec![2u8; 4]);
   }
 
   // The unicast socket is IPv4-only, so an IPv6 destination is unreachable and

@@ -285,6 +285,74 @@ fn build_ifindex_map_inner(ifaces: &[IfAddr]) -> HashMap<u32, InterfaceSelector>
   map
 }
 
+// sarm patch (see third_party/README.md): where a participant restricted
+// with `only_networks` may send unicast datagrams.
+
+/// The unicast destinations a participant restricted to `only_networks` may
+/// send to: the IPv4 subnets of those interface addresses (a participant
+/// restricted to 127.0.0.1 reaches 127.0.0.0/8 only). Multicast needs no
+/// entry: it goes out only on the multicast sockets of the restricted
+/// interfaces. Without this, a peer advertising an address outside those
+/// interfaces (e.g. its LAN address next to 127.0.0.1) was sent to anyway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnicastReach {
+  /// (network, mask) pairs.
+  subnets: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+impl UnicastReach {
+  /// The subnets of `only_networks` as the OS reports them now.
+  pub fn for_networks(only_networks: &[IpAddr]) -> Self {
+    let ifaces = enumerate_interfaces().unwrap_or_else(|e| {
+      error!("Cannot get local network interfaces: {e:?}");
+      Vec::new()
+    });
+    Self::for_networks_inner(&ifaces, only_networks)
+  }
+
+  /// An address not found on any interface reaches only itself (/32).
+  fn for_networks_inner(ifaces: &[IfAddr], only_networks: &[IpAddr]) -> Self {
+    let subnets = only_networks
+      .iter()
+      .filter_map(|net| match net {
+        IpAddr::V4(ip) => {
+          let mask = ifaces
+            .iter()
+            .find(|ifa| ifa.ip == *net)
+            .and_then(|ifa| ifa.netmask)
+            .unwrap_or(Ipv4Addr::BROADCAST);
+          Some((ip & mask, mask))
+        }
+        // The unicast sender socket is IPv4-only.
+        IpAddr::V6(_) => None,
+      })
+      .collect();
+    UnicastReach { subnets }
+  }
+
+  /// Whether a datagram to `addr` stays within the restricted interfaces.
+  pub fn reaches(&self, addr: IpAddr) -> bool {
+    match addr {
+      IpAddr::V4(a) if a.is_multicast() => true,
+      IpAddr::V4(a) => self
+        .subnets
+        .iter()
+        .any(|(network, mask)| a & *mask == *network),
+      IpAddr::V6(_) => false,
+    }
+  }
+
+  /// Every reachable address is on this host (loopback), so any peer we can
+  /// talk to at all is a same-host peer.
+  pub fn loopback_only(&self) -> bool {
+    !self.subnets.is_empty()
+      && self
+        .subnets
+        .iter()
+        .all(|(network, _)| network.is_loopback())
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -554,5 +622,59 @@ mod tests {
     assert!(peers
       .iter()
       .all(|l| SocketAddr::from(*l).ip().is_loopback()));
+  }
+
+  // sarm patch: unicast reach of a restricted participant.
+  #[test]
+  fn unicast_reach_of_loopback_is_127_slash_8() {
+    let ifaces = vec![
+      iface_v4(127, 0, 0, 1, 8, 65536, true),
+      iface_v4(192, 0, 2, 2, 24, 1500, false),
+    ];
+    let reach = super::UnicastReach::for_networks_inner(&ifaces, &[v4(127, 0, 0, 1)]);
+    assert!(reach.loopback_only());
+    assert!(reach.reaches(v4(127, 0, 0, 1)));
+    assert!(reach.reaches(v4(127, 1, 2, 3)));
+    assert!(!reach.reaches(v4(192, 0, 2, 2)), "own LAN address");
+    assert!(!reach.reaches(v4(192, 0, 2, 7)));
+    assert!(!reach.reaches(v4(10, 0, 0, 1)));
+    assert!(!reach.reaches(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    assert!(
+      reach.reaches(v4(239, 255, 0, 1)),
+      "multicast: per-interface sockets"
+    );
+  }
+
+  #[test]
+  fn unicast_reach_of_a_lan_address_is_its_subnet() {
+    let ifaces = vec![
+      iface_v4(127, 0, 0, 1, 8, 65536, true),
+      iface_v4(192, 0, 2, 2, 24, 1500, false),
+      iface_v4(10, 1, 0, 5, 16, 1500, false),
+    ];
+    let reach = super::UnicastReach::for_networks_inner(&ifaces, &[v4(192, 0, 2, 2)]);
+    assert!(!reach.loopback_only());
+    assert!(reach.reaches(v4(192, 0, 2, 2)));
+    assert!(reach.reaches(v4(192, 0, 2, 200)));
+    assert!(!reach.reaches(v4(192, 0, 3, 1)));
+    assert!(
+      !reach.reaches(v4(127, 0, 0, 1)),
+      "loopback is another interface"
+    );
+    assert!(!reach.reaches(v4(10, 1, 0, 6)));
+
+    let both =
+      super::UnicastReach::for_networks_inner(&ifaces, &[v4(127, 0, 0, 1), v4(10, 1, 0, 5)]);
+    assert!(!both.loopback_only());
+    assert!(both.reaches(v4(127, 0, 0, 1)));
+    assert!(both.reaches(v4(10, 1, 255, 255)));
+    assert!(!both.reaches(v4(192, 0, 2, 2)));
+  }
+
+  #[test]
+  fn unicast_reach_of_an_unknown_address_is_itself() {
+    let reach = super::UnicastReach::for_networks_inner(&[], &[v4(192, 0, 2, 9)]);
+    assert!(reach.reaches(v4(192, 0, 2, 9)));
+    assert!(!reach.reaches(v4(192, 0, 2, 10)));
   }
 }

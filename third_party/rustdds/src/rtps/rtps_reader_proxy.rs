@@ -289,6 +289,23 @@ impl RtpsReaderProxy {
     }
   }
 
+  /// sarm patch: keep only the locators `sender` may send to (it is
+  /// restricted to some interfaces), so route selection never settles on one
+  /// that it would refuse. A participant restricted to loopback only talks to
+  /// same-host peers by definition, so their loopback locators are usable on
+  /// the normal path too, before the peer is confirmed same-host.
+  pub fn retain_reachable(&mut self, sender: &crate::network::udp_sender::UDPSender) {
+    self.unicast_locator_list.retain(|l| sender.reaches(l));
+    self.loopback_unicast_locators.retain(|l| sender.reaches(l));
+    if sender.loopback_only() {
+      for l in &self.loopback_unicast_locators {
+        if !self.unicast_locator_list.contains(l) {
+          self.unicast_locator_list.push(*l);
+        }
+      }
+    }
+  }
+
   pub fn from_discovered_reader_data(
     discovered_reader_data: &DiscoveredReaderData,
     default_unicast_locators: &[Locator],

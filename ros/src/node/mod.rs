@@ -548,20 +548,46 @@ fn trainer_session(cfg: &NodeConfig, ros_session: Option<&zenoh::Session>) -> Li
     match ros_session {
         Some(session) if !own => LinkSession::Shared(session.clone()),
         _ => {
-            if !own {
-                tracing::info!(
-                    "trainer link: a Zenoh peer session with Zenoh's defaults (multicast scouting); \
-                     set [trainer] zenoh_config or zenoh_connect to choose, or outputs.trainer_link = false"
-                );
-            }
-            LinkSession::Connect {
-                config: ZenohSessionConfig {
-                    file: t.zenoh_config.clone(),
+            // A DDS robot restricted to some interfaces keeps its trainer
+            // link's peer on them too (listening and scouting there only).
+            let interfaces = &cfg.transport.interfaces;
+            let config = match &t.zenoh_config {
+                Some(file) => ZenohSessionConfig {
+                    file: Some(file.clone()),
                     mode: None,
                     listen: Vec::new(),
                     connect: t.zenoh_connect.clone(),
                     scouting: None,
                 },
+                None if !interfaces.is_empty() => {
+                    tracing::info!(
+                        "trainer link: a Zenoh peer session on transport.interfaces {interfaces:?} only{}",
+                        if t.zenoh_connect.is_empty() {
+                            " (no multicast scouting on loopback: set [trainer] zenoh_connect to reach a trainer)"
+                        } else {
+                            ""
+                        }
+                    );
+                    ZenohSessionConfig::peer_on_interfaces(interfaces, t.zenoh_connect.clone())
+                }
+                None => {
+                    if !own {
+                        tracing::info!(
+                            "trainer link: a Zenoh peer session with Zenoh's defaults (multicast scouting); \
+                             set [trainer] zenoh_config or zenoh_connect to choose, or outputs.trainer_link = false"
+                        );
+                    }
+                    ZenohSessionConfig {
+                        file: None,
+                        mode: None,
+                        listen: Vec::new(),
+                        connect: t.zenoh_connect.clone(),
+                        scouting: None,
+                    }
+                }
+            };
+            LinkSession::Connect {
+                config,
                 retry: Duration::from_secs_f64(t.connect_retry_s),
             }
         }

@@ -68,6 +68,12 @@ impl Peer {
         Peer { child, lines }
     }
 
+    /// Closes its stdin: it stops what it waits for and reports.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Waits for the next stdout line.
     pub fn line(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()

@@ -36,6 +36,7 @@ for opt in (True, False):
     enc = {p: OrtRunner(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else P['int8']['image_encoder']['path']), optimize=opt or p == 'fp32') for p in ('fp32', 'int8')}
     run = {p: (OrtRunner(B / P[p]['stage']['path'], optimize=opt or p == 'fp32'), OrtRunner(B / P[p]['subtask']['path'], optimize=opt or p == 'fp32')) for p in ('fp32', 'int8')}
     agree = total = 0; maxd = 0.0; sumd = 0.0
+    gold_bad = {0.2: [], 0.5: []}; gold_maxd = 0.0; gold_ties = 0  # int8 vs LeRobot's fp32 golden
     for ep in sorted((B / 'episodes').iterdir()):
         g = json.loads((ep / 'golden.json').read_text())
         frames = bag_frames(ep / 'bag', 1)
@@ -56,4 +57,32 @@ for opt in (True, False):
             d = np.abs(a['progress'][:, r] - b['progress'][:, r])
             agree += int(same.sum()); total += same.size; sumd += float(d.sum())
             if same.any(): maxd = max(maxd, float(d[same].max()))
+            gs, gm, gp = (np.asarray(g[h][k]) for k in ('stage', 'stage_margin', 'progress'))
+            ok = b['stage'][:, r] == gs
+            for thr in gold_bad:
+                gold_bad[thr] += [f"{ep.name} {h} frame {i}" for i in np.nonzero((gm > thr) & ~ok)[0]]
+            gold_ties += int(((gm <= 0.5) & ~ok).sum())
+            if ok.any(): gold_maxd = max(gold_maxd, float(np.abs(b['progress'][:, r] - gp)[ok].max()))
     print(f"{tag}: stage agreement int8 vs fp32 {agree}/{total} = {100*agree/total:.2f}%; |dprogress| max {maxd:.4f} where the stage agrees, mean {sumd/total:.4f}", flush=True)
+    print(f"  int8 vs LeRobot's fp32 golden: stage differs where the golden margin > 0.2 on {len(gold_bad[0.2])} "
+          f"({', '.join(gold_bad[0.2]) or '-'}), > 0.5 on {len(gold_bad[0.5])}; {gold_ties} differ at margin <= 0.5; "
+          f"|progress - golden| max {gold_maxd:.4f} where the stage matches", flush=True)
+
+# Encoder speed, fp32 vs int8, in this one run: onnxruntime CPU, one intra-op thread, no spinning,
+# batch 1, optimised; interleaved runs so that machine load hits both alike.
+import time
+import onnxruntime as ort
+def timed_session(path):
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0"); so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+sess = {p: timed_session(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else P['int8']['image_encoder']['path'])) for p in ('fp32', 'int8')}
+x1 = x[:1]; times = {p: [] for p in sess}
+for p, s in sess.items():
+    for _ in range(10): s.run(None, {'pixels': x1})
+for _ in range(100):
+    for p, s in sess.items():
+        t0 = time.perf_counter(); s.run(None, {'pixels': x1}); times[p].append(time.perf_counter() - t0)
+p50 = {p: 1000 * float(np.median(t)) for p, t in times.items()}
+print(f"image encoder, onnxruntime {ort.__version__}, 1 thread, no spinning, batch 1, 100 interleaved runs: "
+      f"fp32 p50 {p50['fp32']:.2f} ms, int8 p50 {p50['int8']:.2f} ms, int8 speed-up {p50['fp32'] / p50['int8']:.2f}x", flush=True)

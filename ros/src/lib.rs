@@ -10,6 +10,7 @@ pub mod drops;
 pub mod image;
 pub mod joints;
 pub mod label;
+pub mod lerobot;
 pub mod msg;
 pub mod node;
 pub mod progress_parquet;

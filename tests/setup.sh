@@ -5,29 +5,13 @@
 #                            `video` feature, which the test build turns on (tests/Cargo.toml)
 #   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only)
 #   ros/tests/interop/.venv  independent ROS 2 implementations (rosbags, mcap-ros2-support)
+#   tests/onnxruntime/       the ONNX Runtime library for the `ort` backend's tests, from the
+#                            pinned onnxruntime wheel on PyPI (about 17 MB; no venv needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# FFmpeg 5.1 (Debian bookworm; libavcodec has libdav1d for AV1) for ffmpeg-next, and libclang for
-# its bindgen build script. About 65 MB; ~32 s to install here, plus `apt-get update`.
-APT_PACKAGES=(pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ] && [ "${SARM_SKIP_APT:-0}" != 1 ]; then
-    echo "== apt-get install ${missing[*]}"
-    SUDO=
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null || {
-            echo "tests/setup.sh: run as root, or install: apt-get install ${missing[*]}" >&2
-            exit 1
-        }
-        SUDO=sudo
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages first: the test build compiles against them (tests/setup-apt.sh).
+tests/setup-apt.sh
 
 venv() {
     local dir=$1 req=$2
@@ -42,4 +26,29 @@ venv() {
 venv ros/tests/interop/.venv ros/tests/interop/requirements.txt
 if [ "${SARM_SKIP_EXPORTER_ENV:-0}" != 1 ]; then
     venv models/tools/.venv models/tools/requirements.txt
+fi
+
+# The ONNX Runtime shared library the `ort` backend loads in the tests (ORT_DYLIB_PATH, or this
+# folder, which the tests look in). Taken from the pinned wheel; the Rust tests need nothing else.
+ORT_VERSION=1.32.0
+ORT_DIR=tests/onnxruntime
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+    echo "== installing libonnxruntime.so.$ORT_VERSION into $ORT_DIR (onnxruntime==$ORT_VERSION wheel)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    ros/tests/interop/.venv/bin/pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
+    mkdir -p "$ORT_DIR"
+    ros/tests/interop/.venv/bin/python - "$tmp" "$ORT_DIR" <<'PY'
+import pathlib, sys, zipfile
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+(wheel,) = src.glob("onnxruntime-*.whl")
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so")]
+    if not names:
+        sys.exit(f"{wheel.name} has no onnxruntime/capi/libonnxruntime.so*")
+    for n in names:
+        (dst / pathlib.Path(n).name).write_bytes(z.read(n))
+        print("   ", dst / pathlib.Path(n).name)
+PY
 fi

@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from sarm_export import ALOHA_JOINT_NAMES  # noqa: E402
 from sarm_export import bundle as bundle_mod  # noqa: E402
 from sarm_export import goldens  # noqa: E402
+from sarm_export.encoder_int8 import add_int8_encoder  # noqa: E402
 from sarm_export.scene import joint_trajectory, render_transfer_frame, shapes_image  # noqa: E402
 
 SEED = 0
@@ -173,12 +174,17 @@ def fit_briefly(model, episodes: list[dict], text_emb: np.ndarray, stats: dict) 
     return losses
 
 
+def episode_frames(ei: int, length: int):
+    # episode 1 is a short, partial attempt (task time only reaches 0.4)
+    t_end = EPISODE_T_END[ei]
+    return [render_transfer_frame(t_end * i / max(length - 1, 1), variant=ei) for i in range(length)]
+
+
 def make_episodes(enc) -> list[dict]:
     episodes = []
     for ei, length in enumerate(EPISODE_LENGTHS):
-        # episode 1 is a short, partial attempt (task time only reaches 0.4)
         t_end = EPISODE_T_END[ei]
-        frames = [render_transfer_frame(t_end * i / max(length - 1, 1), variant=ei) for i in range(length)]
+        frames = episode_frames(ei, length)
         x = torch.stack([enc.preprocess.to_tensor(np.asarray(f)) for f in frames])
         with torch.no_grad():
             feats = enc.module(x).numpy().astype(np.float32)
@@ -269,6 +275,10 @@ def main() -> int:
         res = bundle_mod.export_bundle(args, ctx)
     finally:
         os.chdir(cwd)
+
+    log("int8 image encoder, calibrated on the rendered episode frames")
+    calib = [np.asarray(f) for ei, n in enumerate(EPISODE_LENGTHS) for f in episode_frames(ei, n)]
+    add_int8_encoder(OUT, calib, "the rendered episode frames (make_test_bundle.py episode_frames)", 64, SEED)
 
     gdir = OUT / "golden"
     log("goldens: reward.json (LeRobot calculate_rewards)")

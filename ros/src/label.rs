@@ -23,6 +23,8 @@ pub struct LabelOptions {
     pub camera_topic: String,
     pub joints_topic: String,
     pub scorer: ScorerConfig,
+    /// The inference backend (`--backend`).
+    pub backend: sarm_runtime::Backend,
     /// Largest accepted |camera stamp - joint stamp| before a pair is counted as late.
     pub joint_slop_ns: i64,
 }
@@ -33,6 +35,7 @@ impl Default for LabelOptions {
             camera_topic: "/camera/top/image_raw/compressed".into(),
             joints_topic: "/joint_states".into(),
             scorer: ScorerConfig::default(),
+            backend: sarm_runtime::Backend::tract(),
             joint_slop_ns: 20_000_000,
         }
     }
@@ -91,12 +94,12 @@ pub fn label_bag(
     opts: &LabelOptions,
     emit: impl FnMut(&FrameScore, i64),
 ) -> Result<LabelReport, LabelError> {
-    let mut scorer = Scorer::new(bundle, &opts.scorer)?;
+    let mut scorer = Scorer::with_backend(bundle, &opts.scorer, &opts.backend)?;
     label_bag_with(&mut scorer, bag, bundle, opts, emit)
 }
 
 /// [`label_bag`] with a scorer loaded once for several bags (built from
-/// `bundle` with `opts.scorer`); it is left ready for the next episode.
+/// `bundle` with `opts.scorer` and `opts.backend`); it is left ready for the next episode.
 pub fn label_bag_with(
     scorer: &mut Scorer,
     bag: &Path,

@@ -40,18 +40,11 @@ pub struct ProgressRow {
     pub progress_dense: Option<f32>,
 }
 
-pub fn write(
-    path: &Path,
-    rows: &[ProgressRow],
-    reward_model_path: &str,
-) -> Result<(), ParquetError> {
-    let mut rows = rows.to_vec();
-    rows.sort_by_key(|r| r.index);
-    let dense = rows.iter().all(|r| r.progress_dense.is_some()) && !rows.is_empty();
-    let fields = progress_fields(dense);
-    let columns = progress_columns(&rows, dense);
+/// The schema of `sarm_progress.parquet` (the dense column only for bundles
+/// with both heads, as LeRobot writes it).
+pub fn progress_schema(dense: bool, reward_model_path: &str) -> Arc<Schema> {
     let metadata = HashMap::from([(REWARD_MODEL_PATH.to_string(), reward_model_path.to_string())]);
-    write_batch(path, fields, columns, metadata)
+    Arc::new(Schema::new_with_metadata(progress_fields(dense), metadata))
 }
 
 /// LeRobot's columns: sparse always, dense for dual-head models.
@@ -68,7 +61,11 @@ fn progress_fields(dense: bool) -> Vec<Field> {
     fields
 }
 
-fn progress_columns(rows: &[ProgressRow], dense: bool) -> Vec<ArrayRef> {
+/// `rows` as a batch of [`progress_schema`].
+pub fn progress_batch(
+    schema: &Arc<Schema>,
+    rows: &[ProgressRow],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.index))),
         Arc::new(Int64Array::from_iter_values(
@@ -81,27 +78,35 @@ fn progress_columns(rows: &[ProgressRow], dense: bool) -> Vec<ArrayRef> {
             rows.iter().map(|r| r.progress_sparse),
         )),
     ];
-    if dense {
+    if schema.fields().len() > 4 {
         columns.push(Arc::new(Float32Array::from_iter_values(
             rows.iter().map(|r| r.progress_dense.unwrap_or(f32::NAN)),
         )));
     }
-    columns
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
-/// Writes one record batch with its schema metadata.
-fn write_batch(
+pub fn write(
     path: &Path,
-    fields: Vec<Field>,
-    columns: Vec<ArrayRef>,
-    metadata: HashMap<String, String>,
+    rows: &[ProgressRow],
+    reward_model_path: &str,
 ) -> Result<(), ParquetError> {
+    let mut rows = rows.to_vec();
+    rows.sort_by_key(|r| r.index);
+    let dense = rows.iter().all(|r| r.progress_dense.is_some()) && !rows.is_empty();
+    let schema = progress_schema(dense, reward_model_path);
+    let batch = progress_batch(&schema, &rows).map_err(|e| ParquetError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_one(path, schema, batch)
+}
+
+fn write_one(path: &Path, schema: Arc<Schema>, batch: RecordBatch) -> Result<(), ParquetError> {
     let err = |m: String| ParquetError {
         path: path.to_path_buf(),
         message: m,
     };
-    let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
     let file = File::create(path).map_err(|e| err(e.to_string()))?;
     let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| err(e.to_string()))?;
     writer.write(&batch).map_err(|e| err(e.to_string()))?;
@@ -127,6 +132,16 @@ pub fn write_weights(
     rows: &[WeightRow],
     metadata: HashMap<String, String>,
 ) -> Result<(), ParquetError> {
+    let schema = weights_schema(metadata);
+    let batch = weights_batch(&schema, rows).map_err(|e| ParquetError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_one(path, schema, batch)
+}
+
+/// The schema of `sarm_weights.parquet`, the statistics in its metadata.
+pub fn weights_schema(metadata: HashMap<String, String>) -> Arc<Schema> {
     let fields = vec![
         Field::new("index", DataType::Int64, true),
         Field::new("episode_index", DataType::Int64, true),
@@ -134,6 +149,14 @@ pub fn write_weights(
         Field::new("delta", DataType::Float32, true),
         Field::new("weight", DataType::Float32, true),
     ];
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// `rows` as a batch of [`weights_schema`].
+pub fn weights_batch(
+    schema: &Arc<Schema>,
+    rows: &[WeightRow],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.index))),
         Arc::new(Int64Array::from_iter_values(
@@ -147,7 +170,7 @@ pub fn write_weights(
             rows.iter().map(|r| r.weight),
         )),
     ];
-    write_batch(path, fields, columns, metadata)
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// Writes progress rows episode by episode (one row group each) to
@@ -207,8 +230,7 @@ impl ProgressWriter {
         if self.dense && rows.iter().any(|r| r.progress_dense.is_none()) {
             return Err(self.err("a row without progress_dense in a dual-head file"));
         }
-        let batch = RecordBatch::try_new(self.schema.clone(), progress_columns(rows, self.dense))
-            .map_err(|e| self.err(e))?;
+        let batch = progress_batch(&self.schema, rows).map_err(|e| self.err(e))?;
         self.write_group(&batch)
     }
 
@@ -457,28 +479,8 @@ pub fn merge(
     })
 }
 
-/// LeRobot's `interpolate_progress` (np.interp): values at `all` from the
-/// scored frames `xs` (sorted), holding the end values beyond them.
-pub fn interpolate(xs: &[i64], ys: &[f32], all: impl Iterator<Item = i64>) -> Vec<f32> {
-    all.map(|x| {
-        if xs.is_empty() {
-            return f32::NAN;
-        }
-        let i = xs.partition_point(|&v| v < x);
-        if i == 0 {
-            ys[0]
-        } else if i == xs.len() {
-            ys[xs.len() - 1]
-        } else if xs[i] == x {
-            ys[i]
-        } else {
-            let (x0, x1) = (xs[i - 1] as f64, xs[i] as f64);
-            let (y0, y1) = (ys[i - 1] as f64, ys[i] as f64);
-            (y0 + (y1 - y0) * (x as f64 - x0) / (x1 - x0)) as f32
-        }
-    })
-    .collect()
-}
+/// LeRobot's `interpolate_progress` (`np.interp`), from the engine.
+pub use sarm_runtime::episode::interpolate;
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,68 @@
 //! `sarm label` on a bag written by rosbags (fixtures/make_label_bag.py)
 //! against LeRobot's progress for the same frames
 //! (models/tools/make_label_fixture.py), read back with pyarrow and
-//! mcap-ros2-support.
+//! mcap-ros2-support, on every backend x precision ([`TOLERANCES`]).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use sarm_runtime::backend::{Backend, BackendKind};
+use sarm_runtime::Precision;
 use serde_json::Value;
 
 mod common;
 use common::run_python;
+
+#[path = "../../runtime/tests/common/backends.rs"]
+mod backends;
+use backends::{tolerance, Tolerance};
+
+/// `sarm label` against LeRobot fp32 per backend x precision: |progress|
+/// within `value` where the stage agrees, and the stage agreeing on at
+/// least `agreement` of the frames (fp32: all). int8 runs the int8 image
+/// encoder (features within cosine 0.89 of fp32 on these synthetic
+/// frames): measured bounds.
+const TOLERANCES: &[Tolerance] = &[
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 1.0,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 1.0,
+    },
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Int8,
+        value: 0.1,
+        agreement: 0.9,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Int8,
+        value: 0.1,
+        agreement: 0.9,
+    },
+];
+
+/// The `sarm label` flags that select `backend` and `precision`.
+fn backend_args(backend: &Backend, precision: Precision) -> Vec<String> {
+    let mut v = vec![
+        "--backend".to_string(),
+        backend.kind().to_string(),
+        "--precision".to_string(),
+        precision.to_string(),
+    ];
+    if let Some(lib) = &backend.describe().library {
+        v.push("--ort-library".into());
+        v.push(lib.display().to_string());
+    }
+    v
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -48,6 +101,53 @@ fn label(extra: &[&str], tag: &str) -> (PathBuf, PathBuf, String) {
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
         .unwrap()
+}
+
+#[test]
+fn label_matches_lerobot_per_backend_and_precision() {
+    for (backend, precision) in backends::pairs() {
+        let tol = tolerance(TOLERANCES, &backend, precision);
+        let args = backend_args(&backend, precision);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (parquet, _, _) = label(&args, &format!("{}-{precision}", backend.kind()));
+        let reference = reference();
+        let n = reference["frames"].as_u64().unwrap() as usize;
+        let table: Value = serde_json::from_str(&run_python("read_parquet.py", &parquet)).unwrap();
+        let mut worst = 0.0f64;
+        for f in 0..n {
+            for head in ["sparse", "dense"] {
+                let ours = table["data"][format!("progress_{head}")][f]
+                    .as_f64()
+                    .unwrap();
+                let gold = reference["progress"][head][f].as_f64().unwrap();
+                worst = worst.max((ours - gold).abs());
+            }
+        }
+        // A stage flip moves progress by a stage prior: such values fall outside the bound.
+        let within = (0..n)
+            .flat_map(|f| ["sparse", "dense"].map(|h| (f, h)))
+            .filter(|&(f, h)| {
+                let ours = table["data"][format!("progress_{h}")][f].as_f64().unwrap();
+                let gold = reference["progress"][h][f].as_f64().unwrap();
+                (ours - gold).abs() <= tol.value as f64
+            })
+            .count();
+        let rate = within as f64 / (2 * n) as f64;
+        println!(
+            "sarm label {} {precision} vs LeRobot on {n} frames: {:.1}% of progress values within \
+             {}, max |diff| {worst:.2e}",
+            backend.kind(),
+            rate * 100.0,
+            tol.value
+        );
+        assert!(
+            rate >= tol.agreement,
+            "{} {precision}: only {:.1}% of progress values within {}",
+            backend.kind(),
+            rate * 100.0,
+            tol.value
+        );
+    }
 }
 
 #[test]
@@ -173,4 +273,79 @@ fn label_reports_a_wrong_topic_clearly() {
         stderr.contains("/camera/front") && stderr.contains("/camera/top/image_raw/compressed"),
         "{stderr}"
     );
+}
+
+/// Several bags in one call (`--jobs 2`): one episode each, numbered from
+/// `--episode-index`, their `index` ranges following on from
+/// `--index-offset` in the order the bags were given, each episode's
+/// progress LeRobot's, whichever worker labelled it.
+#[test]
+fn several_bags_label_in_parallel_in_the_order_given() {
+    let reference = reference();
+    let n = reference["frames"].as_u64().unwrap() as usize;
+    let bag = fixture().join("bag");
+    let bag = bag.to_str().unwrap();
+    let (parquet, mcap, stdout) = label(&[bag, bag, "--jobs", "2"], "jobs");
+    assert!(
+        stdout.contains(&format!(
+            "labelled {} frames ({} scored) from 3 bags",
+            3 * n,
+            3 * n
+        )),
+        "{stdout}"
+    );
+    let table: Value = serde_json::from_str(&run_python("read_parquet.py", &parquet)).unwrap();
+    let data = &table["data"];
+    assert_eq!(data["index"].as_array().unwrap().len(), 3 * n);
+    for e in 0..3 {
+        for f in 0..n {
+            let row = e * n + f;
+            assert_eq!(data["index"][row], (1000 + row) as i64);
+            assert_eq!(data["episode_index"][row], (3 + e) as i64);
+            assert_eq!(data["frame_index"][row], f as i64);
+            for head in ["sparse", "dense"] {
+                let ours = data[format!("progress_{head}")][row].as_f64().unwrap();
+                let gold = reference["progress"][head][f].as_f64().unwrap();
+                assert!(
+                    (ours - gold).abs() <= 1e-4,
+                    "episode {e} {head} frame {f}: {ours} vs LeRobot {gold}"
+                );
+            }
+        }
+    }
+    // Every episode's Progress messages reach the MCAP, with its episode index.
+    let mut per_episode = [0usize; 3];
+    for l in run_python("read_mcap.py", &mcap).lines() {
+        let l: Value = serde_json::from_str(l).unwrap();
+        let e = l["msg"]["episode_index"].as_u64().unwrap() as usize;
+        per_episode[e - 3] += 1;
+    }
+    assert_eq!(per_episode, [2 * n; 3]);
+}
+
+/// A bag that cannot be labelled fails the call, naming it; nothing is written.
+#[test]
+fn a_bad_bag_among_several_fails_the_call_and_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("sarm-label-{}-badbag", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("sarm_progress.parquet");
+    let missing = dir.join("no-such-bag");
+    let o = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .arg("label")
+        .arg(fixture().join("bag"))
+        .arg(&missing)
+        .arg("--bundle")
+        .arg(root().join("models/sarm-test"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no-such-bag") && stderr.contains("1 of 2 bags"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

@@ -85,9 +85,10 @@ mod video {
 
     use super::*;
 
-    /// Largest |progress| difference from LeRobot's reference (measured:
-    /// see `parity_*`'s printout; the encoders' resize differs slightly).
-    const PARITY: f64 = 2e-3;
+    /// Largest |progress| difference from LeRobot's reference: the 1e-4 the
+    /// bag tests allow in fp32 (measured 1.4e-6 and 1.6e-6 on tract, x86-64;
+    /// see `parity_*`'s printout).
+    const PARITY: f64 = 1e-4;
 
     /// The test bundle with its clock declared at `fps` (the ONNX files
     /// linked, bundle.toml edited): the same model, windows of other seconds.
@@ -481,7 +482,8 @@ mod video {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
-        // Episode 2: its mp4 cut short (most of its frames are gone).
+        // Episode 2: its mp4 cut short (most of its frames are gone; FFmpeg may refuse the
+        // whole file, or decode its first part only).
         let mp4 = ds.join("videos/observation.images.top/chunk-000/file-001.mp4");
         let bytes = std::fs::read(&mp4).unwrap();
         std::fs::write(&mp4, &bytes[..bytes.len() * 2 / 5]).unwrap();
@@ -492,7 +494,8 @@ mod video {
         assert!(t.contains("episode 1 (timestamp_out_of_range)"), "{t}");
         assert!(
             t.contains("episode 2 (timestamp_out_of_range)")
-                || t.contains("episode 2 (video_undecodable)"),
+                || t.contains("episode 2 (video_undecodable)")
+                || t.contains("episode 2 (video_unreadable)"),
             "{t}"
         );
         // Only episode 0 is written, exactly as in the clean run; nothing as zero.

@@ -2,7 +2,9 @@
 //!
 //! Layers, bottom up:
 //! - [`bundle`]: the model bundle (manifest + ONNX files) and its validation;
-//! - [`backend`]: tract-onnx graphs with checked tensor signatures;
+//! - [`backend`]: the inference seam: a backend-neutral graph with checked
+//!   tensor signatures and preallocated buffers, run by tract (default) or
+//!   onnxruntime (loaded at run time);
 //! - [`preprocess`], [`encoder`], [`state`]: camera image and joint state to
 //!   model inputs;
 //! - [`window`], [`cache`]: which frames a window reads, and the per-frame
@@ -11,7 +13,11 @@
 //!   step, global progress from the temporal proportions, and optional
 //!   confidence-weighted smoothing;
 //! - [`scorer`]: the per-episode loop tying them together;
-//! - [`rate`]: the model's frame clock (which camera frames are scored).
+//! - [`episode`]: per-frame rewards, online RA-BC weights and the episode's
+//!   progress series (what the node and `sarm label` derive from scores);
+//! - [`clock`]: the robot clock (wall or ROS 2 sim time);
+//! - [`rate`]: the model's frame clock (which camera frames are scored);
+//! - [`sync`]: pairing camera frames with joint states by stamp.
 //!
 //! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
 
@@ -19,7 +25,9 @@ pub mod alloc_scope;
 pub mod backend;
 pub mod bundle;
 pub mod cache;
+pub mod clock;
 pub mod encoder;
+pub mod episode;
 pub mod preprocess;
 pub mod progress;
 pub mod rabc;
@@ -28,7 +36,12 @@ pub mod reward;
 pub mod scorer;
 pub mod smoothing;
 pub mod state;
+pub mod sync;
 pub mod window;
 
+pub use backend::{Backend, BackendConfig, BackendError, BackendKind};
 pub use bundle::{Bundle, BundleError, HeadKind, Precision};
-pub use scorer::{FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerConfig};
+pub use clock::{Clock, ClockSource};
+pub use scorer::{
+    FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerBackend, ScorerConfig,
+};

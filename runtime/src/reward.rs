@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tract_onnx::prelude::*;
-
-use crate::backend::{f32_output, Dim, InferenceError, InputBuffer, OnnxGraph, TensorDecl};
+use crate::backend::{Backend, Dim, Graph, GraphSpec, InferenceError, TensorDecl};
 use crate::bundle::{Bundle, BundleError, Head, HeadKind, Precision, RewardGraph};
 use crate::progress::softmax_argmax;
 
@@ -62,25 +60,37 @@ pub struct StepTimings {
     pub subtask: heapless::Vec<Duration, 2>,
 }
 
-/// The stage and subtask graphs of one precision, with their input buffers.
+// Input order of both graphs: image features, text, state (+ one-hot).
+const IMAGE: usize = 0;
+const TEXT: usize = 1;
+const STATE: usize = 2;
+const ONEHOT: usize = 3;
+
+/// The stage and subtask graphs of one precision. The window is written
+/// into the stage graph's inputs and copied to the subtask graph's.
 #[derive(Debug)]
 pub struct RewardModel {
     precision: Precision,
     window_len: usize,
     max_stages: usize,
     heads: Vec<Head>,
-    stage: OnnxGraph,
-    subtask: OnnxGraph,
-    image: InputBuffer,
-    text: InputBuffer,
-    state: InputBuffer,
-    onehot: InputBuffer,
+    stage: Graph,
+    subtask: Graph,
 }
 
 impl RewardModel {
-    /// Loads the stage and subtask graphs of `precision` and checks their
-    /// tensors against the manifest.
+    /// Loads the stage and subtask graphs of `precision` on tract.
     pub fn load(bundle: &Bundle, precision: Precision) -> Result<Self, BundleError> {
+        Self::load_with(bundle, &Backend::tract(), precision)
+    }
+
+    /// Loads the stage and subtask graphs of `precision` on `backend` and
+    /// checks their tensors against the manifest.
+    pub fn load_with(
+        bundle: &Bundle,
+        backend: &Backend,
+        precision: Precision,
+    ) -> Result<Self, BundleError> {
         let m = &bundle.manifest;
         let t = bundle.window.len();
         let cmax = bundle.max_stages();
@@ -129,24 +139,22 @@ impl RewardModel {
                 )
             })
         };
-        let stage = OnnxGraph::load(
-            &file(RewardGraph::Stage)?,
-            &format!("precision.{precision}.stage"),
-            &common,
-            &stage_outputs,
-            t,
-        )?;
-        let subtask = OnnxGraph::load(
-            &file(RewardGraph::Subtask)?,
-            &format!("precision.{precision}.subtask"),
-            &subtask_inputs,
-            &tau_outputs,
-            t,
-        )?;
-        let buf = |shape: &[usize]| {
-            InputBuffer::zeros(shape)
-                .map_err(|e| BundleError::mismatch("tensors", "f32 input buffers", e))
-        };
+        let stage = backend.load(&GraphSpec {
+            path: &file(RewardGraph::Stage)?,
+            field: &format!("precision.{precision}.stage"),
+            inputs: &common,
+            outputs: &stage_outputs,
+            batch: 1,
+            time: t,
+        })?;
+        let subtask = backend.load(&GraphSpec {
+            path: &file(RewardGraph::Subtask)?,
+            field: &format!("precision.{precision}.subtask"),
+            inputs: &subtask_inputs,
+            outputs: &tau_outputs,
+            batch: 1,
+            time: t,
+        })?;
         Ok(RewardModel {
             precision,
             window_len: t,
@@ -154,10 +162,6 @@ impl RewardModel {
             heads: bundle.heads.clone(),
             stage,
             subtask,
-            image: buf(&[1, t, m.model.image_dim])?,
-            text: buf(&[1, m.model.text_dim])?,
-            state: buf(&[1, t, m.model.state_dim])?,
-            onehot: buf(&[1, t, cmax])?,
         })
     }
 
@@ -169,11 +173,11 @@ impl RewardModel {
         self.window_len
     }
 
-    pub fn stage_graph(&self) -> &OnnxGraph {
+    pub fn stage_graph(&self) -> &Graph {
         &self.stage
     }
 
-    pub fn subtask_graph(&self) -> &OnnxGraph {
+    pub fn subtask_graph(&self) -> &Graph {
         &self.subtask
     }
 
@@ -190,25 +194,31 @@ impl RewardModel {
 
     /// The `[T][image_dim]` image-feature input, to be filled in place.
     pub fn image_input(&mut self) -> &mut [f32] {
-        self.image.data_mut()
+        self.stage.input_mut(IMAGE)
     }
 
     /// The `[T][state_dim]` normalised, padded joint-state input.
     pub fn state_input(&mut self) -> &mut [f32] {
-        self.state.data_mut()
+        self.stage.input_mut(STATE)
     }
 
     /// Both window inputs at once, `([T][image_dim], [T][state_dim])`, so a
     /// window is filled with one borrow of each buffer.
     pub fn window_inputs(&mut self) -> (&mut [f32], &mut [f32]) {
-        (self.image.data_mut(), self.state.data_mut())
+        let mut inputs = self.stage.inputs_mut().into_iter();
+        let image = inputs.next().unwrap_or_default();
+        let _text = inputs.next();
+        let state = inputs.next().unwrap_or_default();
+        (image, state)
     }
 
     /// Sets the task embedding (kept across windows).
     pub fn set_text(&mut self, embedding: &[f32]) {
-        let dst = self.text.data_mut();
-        let n = dst.len().min(embedding.len());
-        dst[..n].copy_from_slice(&embedding[..n]);
+        for graph in [&mut self.stage, &mut self.subtask] {
+            let dst = graph.input_mut(TEXT);
+            let n = dst.len().min(embedding.len());
+            dst[..n].copy_from_slice(&embedding[..n]);
+        }
     }
 
     /// Runs the stage graph once, then the subtask graph once per head.
@@ -224,15 +234,11 @@ impl RewardModel {
     ) -> Result<(), InferenceError> {
         let t = self.window_len;
         let started = Instant::now();
-        let logits = self.stage.run(tvec![
-            self.image.value(),
-            self.text.value(),
-            self.state.value()
-        ])?;
+        self.stage.run()?;
         for (hi, head) in self.heads.iter().enumerate() {
             let scores = &mut out.heads[hi];
             let c = head.num_stages();
-            let l = f32_output(&logits[hi], self.stage.path())?;
+            let l = self.stage.output(hi);
             for ti in 0..t {
                 let (k, conf) = softmax_argmax(
                     &l[ti * c..(ti + 1) * c],
@@ -242,7 +248,11 @@ impl RewardModel {
                 scores.confidence[ti] = conf;
             }
         }
-        drop(logits);
+        for ix in [IMAGE, STATE] {
+            self.subtask
+                .input_mut(ix)
+                .copy_from_slice(self.stage.input(ix));
+        }
         if let Some(tm) = timings.as_deref_mut() {
             tm.stage = started.elapsed();
             tm.subtask.clear();
@@ -250,23 +260,18 @@ impl RewardModel {
         for (hi, head) in self.heads.iter().enumerate() {
             let cmax = self.max_stages;
             {
-                let onehot = self.onehot.data_mut();
+                let onehot = self.subtask.input_mut(ONEHOT);
                 onehot.fill(0.0);
                 for ti in 0..t {
                     onehot[ti * cmax + out.heads[hi].stage[ti]] = 1.0;
                 }
             }
             let sub_started = Instant::now();
-            let taus = self.subtask.run(tvec![
-                self.image.value(),
-                self.text.value(),
-                self.state.value(),
-                self.onehot.value()
-            ])?;
+            self.subtask.run()?;
             if let Some(tm) = timings.as_deref_mut() {
                 let _ = tm.subtask.push(sub_started.elapsed());
             }
-            let tau = f32_output(&taus[hi], self.subtask.path())?;
+            let tau = self.subtask.output(hi);
             let scores = &mut out.heads[hi];
             for (ti, &tau_t) in tau.iter().enumerate().take(t) {
                 scores.tau[ti] = tau_t;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use heapless::Vec as HVec;
 use image::RgbImage;
 
-use crate::backend::InferenceError;
+use crate::backend::{Backend, BackendInfo, InferenceError};
 use crate::bundle::{Bundle, BundleError, HeadKind, Precision};
 use crate::cache::FrameCache;
 use crate::encoder::{EncodeError, ImageEncoder};
@@ -109,6 +109,46 @@ pub struct PushTimings {
     pub reward: Duration,
 }
 
+/// Which backend a scorer runs on, and where each of its graphs runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorerBackend {
+    pub backend: BackendInfo,
+    /// (graph, provider): `tract`, or the onnxruntime execution provider.
+    pub graphs: Vec<(&'static str, String)>,
+}
+
+impl ScorerBackend {
+    /// Key/value pairs for /diagnostics: the backend, its library and
+    /// version, and `provider_<graph>` per graph.
+    pub fn key_values(&self) -> Vec<(String, String)> {
+        let mut kv: Vec<(String, String)> = self
+            .backend
+            .key_values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (graph, provider) in &self.graphs {
+            kv.push((format!("provider_{graph}"), provider.clone()));
+        }
+        kv
+    }
+}
+
+impl std::fmt::Display for ScorerBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.backend.kind, self.backend.version)?;
+        if let Some(lib) = &self.backend.library {
+            write!(f, " ({})", lib.display())?;
+        }
+        let graphs: Vec<String> = self
+            .graphs
+            .iter()
+            .map(|(g, p)| format!("{g} on {p}"))
+            .collect();
+        write!(f, ": {}", graphs.join(", "))
+    }
+}
+
 /// Pending input of the newest frame when it was not needed by any window
 /// yet: if it turns out to be the episode's last frame, clamped windows read it.
 #[derive(Debug, Default)]
@@ -124,6 +164,7 @@ struct Held {
 
 #[derive(Debug)]
 pub struct Scorer {
+    backend: Backend,
     window: WindowSpec,
     stride: usize,
     encoder: Option<ImageEncoder>,
@@ -149,20 +190,41 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// Loads the bundle's models for `config.precision`, with the image encoder.
+    /// Loads the bundle's models for `config.precision` on tract, with the
+    /// image encoder.
     pub fn new(bundle: &Bundle, config: &ScorerConfig) -> Result<Self, BundleError> {
-        let encoder = ImageEncoder::load(bundle)?;
-        Self::build(bundle, config, Some(encoder))
+        Self::with_backend(bundle, config, &Backend::tract())
     }
 
-    /// Without the image encoder: frames must carry features.
+    /// Loads the bundle's models (image encoder included) for
+    /// `config.precision` on `backend`.
+    pub fn with_backend(
+        bundle: &Bundle,
+        config: &ScorerConfig,
+        backend: &Backend,
+    ) -> Result<Self, BundleError> {
+        let encoder = ImageEncoder::load_with(bundle, backend, config.precision, 1)?;
+        Self::build(bundle, config, backend, Some(encoder))
+    }
+
+    /// Without the image encoder, on tract: frames must carry features.
     pub fn features_only(bundle: &Bundle, config: &ScorerConfig) -> Result<Self, BundleError> {
-        Self::build(bundle, config, None)
+        Self::build(bundle, config, &Backend::tract(), None)
+    }
+
+    /// Without the image encoder, on `backend`: frames must carry features.
+    pub fn features_only_with_backend(
+        bundle: &Bundle,
+        config: &ScorerConfig,
+        backend: &Backend,
+    ) -> Result<Self, BundleError> {
+        Self::build(bundle, config, backend, None)
     }
 
     fn build(
         bundle: &Bundle,
         config: &ScorerConfig,
+        backend: &Backend,
         encoder: Option<ImageEncoder>,
     ) -> Result<Self, BundleError> {
         if config.stride == 0 {
@@ -175,7 +237,7 @@ impl Scorer {
                 bundle.max_stages(),
             ));
         }
-        let mut reward = RewardModel::load(bundle, config.precision)?;
+        let mut reward = RewardModel::load_with(bundle, backend, config.precision)?;
         reward.set_text(bundle.task_embedding(config.task.as_deref())?);
         let smoothers = match config.smoothing {
             Some(cfg) => bundle
@@ -204,6 +266,7 @@ impl Scorer {
             });
         }
         Ok(Scorer {
+            backend: backend.clone(),
             stride: config.stride,
             encoder,
             reward,
@@ -231,6 +294,24 @@ impl Scorer {
 
     pub fn window(&self) -> &WindowSpec {
         &self.window
+    }
+
+    /// The backend and the provider each graph runs on, for the start-up
+    /// log and /diagnostics.
+    pub fn backend_info(&self) -> ScorerBackend {
+        let mut graphs = Vec::new();
+        if let Some(e) = &self.encoder {
+            graphs.push(("encoder", e.graph().provider().to_string()));
+        }
+        graphs.push(("stage", self.reward.stage_graph().provider().to_string()));
+        graphs.push((
+            "subtask",
+            self.reward.subtask_graph().provider().to_string(),
+        ));
+        ScorerBackend {
+            backend: self.backend.describe(),
+            graphs,
+        }
     }
 
     /// Frames received in the current episode.

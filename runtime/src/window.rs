@@ -7,9 +7,40 @@
 //! delay.
 
 use heapless::Vec as HVec;
+use serde::{Deserialize, Serialize};
 
-use crate::bundle::manifest::{WindowLayout, WindowSpecToml};
-use crate::bundle::BundleError;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowLayout {
+    /// LeRobot's bidirectional window, read at the centre; output is delayed.
+    Centered,
+    /// Past frames only, read at the last index; no delay.
+    Causal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClampRule {
+    /// Out-of-range indices repeat the episode's first or last frame (LeRobot).
+    Edge,
+}
+
+/// A window that breaks a rule; `key` is its `[window]` key in a manifest.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("window.{key}: expected {expected}, found {found}")]
+pub struct WindowError {
+    pub key: &'static str,
+    pub expected: String,
+    pub found: String,
+}
+
+fn bad(key: &'static str, expected: impl ToString, found: impl ToString) -> WindowError {
+    WindowError {
+        key,
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
 
 /// The longest window the runtime accepts (LeRobot uses 9 frames).
 pub const MAX_WINDOW: usize = 32;
@@ -24,89 +55,67 @@ pub struct WindowSpec {
 }
 
 impl WindowSpec {
-    /// Validates the manifest's `[window]` table.
-    pub fn from_manifest(w: &WindowSpecToml) -> Result<Self, BundleError> {
-        let n = w.offsets.len();
-        if n != w.n_obs_steps + 1 {
-            return Err(BundleError::mismatch(
-                "window.offsets",
-                format!("n_obs_steps + 1 = {} offsets", w.n_obs_steps + 1),
-                format!("{n} offsets"),
-            ));
-        }
-        if n == 0 || n > MAX_WINDOW {
-            return Err(BundleError::mismatch(
-                "window.offsets",
-                format!("1..={MAX_WINDOW} offsets"),
-                n,
-            ));
-        }
-        if w.offsets.windows(2).any(|p| p[0] >= p[1]) {
-            return Err(BundleError::mismatch(
-                "window.offsets",
-                "strictly increasing offsets",
-                format!("{:?}", w.offsets),
-            ));
-        }
-        if w.readout >= n {
-            return Err(BundleError::mismatch(
-                "window.readout",
-                format!("an index below {n}"),
-                w.readout,
-            ));
-        }
-        if w.offsets[w.readout] != 0 {
-            return Err(BundleError::mismatch(
-                "window.readout",
-                "the index of offset 0 (the scored frame)",
-                format!("index {} with offset {}", w.readout, w.offsets[w.readout]),
-            ));
-        }
-        let expected_readout = match w.layout {
-            WindowLayout::Centered => n / 2,
-            WindowLayout::Causal => n - 1,
-        };
-        if w.readout != expected_readout {
-            return Err(BundleError::mismatch(
-                "window.readout",
-                format!("{expected_readout} for a {:?} window", w.layout),
-                w.readout,
-            ));
-        }
-        if !(w.fps.is_finite() && w.fps > 0.0) {
-            return Err(BundleError::mismatch("window.fps", "a rate > 0", w.fps));
-        }
-        let mut offsets = HVec::new();
-        for o in &w.offsets {
-            // Cannot fail: n <= MAX_WINDOW was checked above.
-            let _ = offsets.push(*o);
-        }
-        Ok(WindowSpec {
-            layout: w.layout,
-            fps: w.fps,
-            offsets,
-            readout: w.readout,
-            anchor_first: w.anchor_first,
-        })
-    }
-
-    /// Builds a spec directly (tests, tools). Same rules as the manifest path.
+    /// A window of `offsets` (relative to the scored frame) read at
+    /// `readout`, at 30 fps (see [`Self::with_fps`]).
     pub fn new(
         layout: WindowLayout,
         offsets: &[i64],
         readout: usize,
         anchor_first: bool,
-    ) -> Result<Self, BundleError> {
-        Self::from_manifest(&WindowSpecToml {
-            fps: 30.0,
-            n_obs_steps: offsets.len().saturating_sub(1),
-            frame_gap: 1,
+    ) -> Result<Self, WindowError> {
+        let n = offsets.len();
+        if n == 0 || n > MAX_WINDOW {
+            return Err(bad("offsets", format!("1..={MAX_WINDOW} offsets"), n));
+        }
+        if offsets.windows(2).any(|p| p[0] >= p[1]) {
+            return Err(bad(
+                "offsets",
+                "strictly increasing offsets",
+                format!("{offsets:?}"),
+            ));
+        }
+        if readout >= n {
+            return Err(bad("readout", format!("an index below {n}"), readout));
+        }
+        if offsets[readout] != 0 {
+            return Err(bad(
+                "readout",
+                "the index of offset 0 (the scored frame)",
+                format!("index {readout} with offset {}", offsets[readout]),
+            ));
+        }
+        let expected_readout = match layout {
+            WindowLayout::Centered => n / 2,
+            WindowLayout::Causal => n - 1,
+        };
+        if readout != expected_readout {
+            return Err(bad(
+                "readout",
+                format!("{expected_readout} for a {layout:?} window"),
+                readout,
+            ));
+        }
+        let mut v = HVec::new();
+        for o in offsets {
+            // Cannot fail: n <= MAX_WINDOW was checked above.
+            let _ = v.push(*o);
+        }
+        Ok(WindowSpec {
             layout,
-            offsets: offsets.to_vec(),
+            fps: 30.0,
+            offsets: v,
             readout,
             anchor_first,
-            clamp: crate::bundle::manifest::ClampRule::Edge,
         })
+    }
+
+    /// The same window at `fps` frames per second.
+    pub fn with_fps(mut self, fps: f64) -> Result<Self, WindowError> {
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(bad("fps", "a rate > 0", fps));
+        }
+        self.fps = fps;
+        Ok(self)
     }
 
     /// Number of frames in a window (the model's T).

@@ -1,14 +1,49 @@
-//! The image encoder end to end (PNG -> preprocessing -> tract) against
-//! PyTorch's EfficientNet-lite0 features, and the smoother against an
-//! independent Python implementation of the SARM reference algorithm.
+//! The image encoder end to end (PNG -> preprocessing -> each backend, each
+//! precision) against PyTorch's EfficientNet-lite0 features, batches
+//! against single images, and the smoother against an independent Python
+//! implementation of the SARM reference algorithm.
 
 mod common;
 
+use common::backends::{self, tolerance, Tolerance};
 use common::bundle_dir;
+use sarm_runtime::backend::BackendKind;
 use sarm_runtime::encoder::ImageEncoder;
 use sarm_runtime::smoothing::{ConfidenceSmoother, SmootherConfig};
-use sarm_runtime::Bundle;
+use sarm_runtime::{Bundle, Precision};
 use serde::Deserialize;
+
+/// Encoder features against PyTorch fp32, per backend x precision:
+/// `value` bounds max |diff| relative to the largest feature (fp32: the
+/// same float pipeline, only the order of accumulation differs), and
+/// `agreement` is the smallest cosine similarity accepted. int8 (QDQ,
+/// per-channel, calibrated on the bundle's frames) is a measured bound.
+const TOLERANCES: &[Tolerance] = &[
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 0.99999,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Fp32,
+        value: 1e-4,
+        agreement: 0.99999,
+    },
+    Tolerance {
+        backend: BackendKind::Tract,
+        precision: Precision::Int8,
+        value: 1.0,
+        agreement: 0.85,
+    },
+    Tolerance {
+        backend: BackendKind::Ort,
+        precision: Precision::Int8,
+        value: 1.0,
+        agreement: 0.85,
+    },
+];
 
 #[derive(Deserialize)]
 struct EncoderGolden {
@@ -30,51 +65,119 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-#[test]
-fn encoder_matches_pytorch_features() {
-    let bundle = Bundle::load(bundle_dir()).unwrap();
+fn encoder_golden() -> (EncoderGolden, Vec<image::RgbImage>) {
     let dir = bundle_dir().join("golden");
     let g: EncoderGolden =
         serde_json::from_str(&std::fs::read_to_string(dir.join("encoder.json")).unwrap()).unwrap();
+    let images = g
+        .images
+        .iter()
+        .map(|img| image::open(dir.join(&img.file)).unwrap().to_rgb8())
+        .collect();
+    (g, images)
+}
+
+#[test]
+fn encoder_matches_pytorch_features_per_backend_and_precision() {
+    let bundle = Bundle::load(bundle_dir()).unwrap();
+    let (g, images) = encoder_golden();
     assert!(g.images.len() >= 4);
-    let mut encoder = ImageEncoder::load(&bundle).unwrap();
-    let mut feats = vec![0.0; encoder.output_dim()];
     let (m_w, m_h) = (
         bundle.manifest.image_encoder.width,
         bundle.manifest.image_encoder.height,
     );
-    let mut resized = 0;
-    for img in &g.images {
-        let rgb = image::open(dir.join(&img.file)).unwrap().to_rgb8();
-        assert_eq!(rgb.dimensions(), (img.width, img.height));
-        encoder.encode(&rgb, &mut feats).unwrap();
-        let max_abs = feats
-            .iter()
-            .zip(&img.features)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        let scale = img.features.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
-        let cos = cosine(&feats, &img.features);
-        println!(
-            "{}: {}x{} cosine {cos:.6} max|diff| {max_abs:.2e} (max |feature| {scale:.2})",
-            img.file, img.width, img.height
-        );
-        // The same float pipeline as the reference (resampling included):
-        // only the order of float accumulation differs.
-        assert!(
-            max_abs <= 1e-4 * scale.max(1.0),
-            "{}: max |diff| {max_abs}",
-            img.file
-        );
-        assert!(cos >= 0.99999, "{}: cosine {cos}", img.file);
-        if (img.width, img.height) != (m_w, m_h) {
-            resized += 1;
-        }
-    }
+    let resized = g
+        .images
+        .iter()
+        .filter(|i| (i.width, i.height) != (m_w, m_h))
+        .count();
     assert!(
         resized >= 2,
         "golden set needs camera-sized images (resize + crop)"
     );
+    for (backend, precision) in backends::pairs() {
+        let tol = tolerance(TOLERANCES, &backend, precision);
+        let mut encoder = ImageEncoder::load_with(&bundle, &backend, precision, 1).unwrap();
+        let mut feats = vec![0.0; encoder.output_dim()];
+        let mut worst_cos = 1.0f64;
+        for (img, rgb) in g.images.iter().zip(&images) {
+            assert_eq!(rgb.dimensions(), (img.width, img.height));
+            encoder.encode(rgb, &mut feats).unwrap();
+            let max_abs = feats
+                .iter()
+                .zip(&img.features)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = img.features.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+            let cos = cosine(&feats, &img.features);
+            worst_cos = worst_cos.min(cos);
+            println!(
+                "{} {precision} ({}) {}: {}x{} cosine {cos:.6} max|diff| {max_abs:.2e} (max |feature| {scale:.2})",
+                backend.kind(),
+                encoder.graph().path().file_name().unwrap().to_string_lossy(),
+                img.file,
+                img.width,
+                img.height
+            );
+            assert!(
+                max_abs <= tol.value * scale.max(1.0),
+                "{} {precision} {}: max |diff| {max_abs}",
+                backend.kind(),
+                img.file
+            );
+            assert!(
+                cos >= tol.agreement,
+                "{} {precision} {}: cosine {cos}",
+                backend.kind(),
+                img.file
+            );
+        }
+        println!(
+            "{} {precision}: worst cosine {worst_cos:.5}",
+            backend.kind()
+        );
+    }
+}
+
+/// A batch of N images in one call gives each image's single-image
+/// features, on every backend and precision (a partial batch too).
+#[test]
+fn batch_encoding_equals_single_images() {
+    let bundle = Bundle::load(bundle_dir()).unwrap();
+    let (_, images) = encoder_golden();
+    const N: usize = 4;
+    for (backend, precision) in backends::pairs() {
+        let mut single = ImageEncoder::load_with(&bundle, &backend, precision, 1).unwrap();
+        let mut batched = ImageEncoder::load_with(&bundle, &backend, precision, N).unwrap();
+        assert_eq!(batched.batch(), N);
+        let d = single.output_dim();
+        let mut one = vec![0.0; d];
+        // A full batch, then a partial one.
+        for chunk in images.chunks(N) {
+            let mut out = vec![0.0; chunk.len() * d];
+            batched.encode_batch(chunk, &mut out).unwrap();
+            for (i, img) in chunk.iter().enumerate() {
+                single.encode(img, &mut one).unwrap();
+                let got = &out[i * d..(i + 1) * d];
+                let scale = one.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+                let max_abs = got
+                    .iter()
+                    .zip(&one)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                // Batched kernels may sum in another order; nothing more.
+                assert!(
+                    max_abs <= 1e-5 * scale,
+                    "{} {precision}: image {i} of a batch of {}: max |diff| {max_abs}",
+                    backend.kind(),
+                    chunk.len()
+                );
+            }
+        }
+        let too_many: Vec<_> = images.iter().cycle().take(N + 1).collect();
+        let mut out = vec![0.0; (N + 1) * d];
+        assert!(batched.encode_batch(too_many, &mut out).is_err());
+    }
 }
 
 #[derive(Deserialize)]

@@ -16,9 +16,9 @@ use hdrhistogram::Histogram;
 use image::RgbImage;
 use sarm_runtime::encoder::ImageEncoder;
 use sarm_runtime::reward::{RewardModel, StepTimings};
-use sarm_runtime::{Bundle, HeadKind, Precision};
+use sarm_runtime::{BackendKind, Bundle, HeadKind, Precision};
 
-use super::PrecisionArg;
+use super::{BackendArgs, PrecisionArg};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -56,9 +56,12 @@ pub struct BenchArgs {
     /// Untimed iterations first (caches, lazy initialisation).
     #[arg(long, default_value_t = 20)]
     pub warmup: u32,
-    /// Precisions of the reward models to measure (the encoder is fp32).
+    /// Precisions to measure (the image encoder too, where the bundle has
+    /// an int8 encoder).
     #[arg(long, value_enum, default_value_t = PrecisionArg::All)]
     pub precision: PrecisionArg,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Camera image size fed to the encoder, WIDTHxHEIGHT [default: 640x480;
     /// with --node, the size of the episode's camera frames].
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
@@ -92,6 +95,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, serde::Serialize)]
 struct Row {
     step: String,
+    backend: &'static str,
     precision: &'static str,
     iterations: u64,
     p50_ms: f64,
@@ -110,9 +114,10 @@ impl Recorder {
         let us = (d.as_micros() as u64).clamp(1, 60_000_000);
         let _ = self.0.record(us);
     }
-    fn row(&self, step: &str, precision: &'static str) -> Row {
+    fn row(&self, step: &str, backend: &'static str, precision: &'static str) -> Row {
         Row {
             step: step.to_string(),
+            backend,
             precision,
             iterations: self.0.len(),
             p50_ms: self.0.value_at_quantile(0.5) as f64 / 1000.0,
@@ -162,72 +167,87 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times each model step of `bundle`: the encoder (preprocessing a `w`x`h`
-/// image, then the model) and, per precision, the reward models.
+/// Times each model step of `bundle`, per backend and precision: the
+/// encoder (preprocessing a `w`x`h` image, then the model), the reward
+/// models, and the frame step (encoder model + reward step, timed together).
 fn measure(bundle: &Bundle, args: &BenchArgs, (w, h): (u32, u32)) -> anyhow::Result<Vec<Row>> {
     let n = args.iterations;
     let mut rows = Vec::new();
-
+    let backends = args.backend.all()?;
     eprintln!(
         "sarm bench: {} ({} warm-up + {} timed iterations per step)",
         bundle.name(),
         args.warmup,
         n
     );
-    eprintln!("  image encoder ({w}x{h} input) ...");
-    let mut encoder = ImageEncoder::load(bundle)?;
     let img = test_image(w, h);
-    let mut feats = vec![0.0; encoder.output_dim()];
-    let (mut pre, mut model) = (Recorder::new()?, Recorder::new()?);
-    for i in 0..args.warmup + n {
-        let t0 = Instant::now();
-        encoder.preprocess(&img)?;
-        let t1 = Instant::now();
-        encoder.run_prepared(&mut feats)?;
-        if i >= args.warmup {
-            pre.record(t1 - t0);
-            model.record(t1.elapsed());
-        }
-    }
-    rows.push(pre.row(ENCODER_PREPROCESS, "fp32"));
-    rows.push(model.row(ENCODER_MODEL, "fp32"));
-
-    for precision in args.precision.expand() {
-        if !bundle.precisions().contains(&precision) {
-            eprintln!("  {precision}: not in this bundle, skipped");
-            continue;
-        }
-        eprintln!("  reward models ({precision}) ...");
-        let mut rm = RewardModel::load(bundle, precision)?;
-        rm.set_text(bundle.task_embedding(None)?);
-        fill_pseudo_random(rm.image_input(), 1);
-        fill_pseudo_random(rm.state_input(), 2);
-        let mut scores = rm.new_scores();
-        let mut timings = StepTimings::default();
-        let mut stage = Recorder::new()?;
-        let mut subtask: Vec<Recorder> = bundle
-            .heads
-            .iter()
-            .map(|_| Recorder::new())
-            .collect::<Result<_, _>>()?;
-        let mut step = Recorder::new()?;
-        for i in 0..args.warmup + n {
-            let t0 = Instant::now();
-            rm.run_timed(&mut scores, Some(&mut timings))?;
-            if i >= args.warmup {
-                step.record(t0.elapsed());
-                stage.record(timings.stage);
-                for (r, d) in subtask.iter_mut().zip(&timings.subtask) {
-                    r.record(*d);
+    for backend in &backends {
+        let b = backend.kind().as_str();
+        for precision in args.precision.expand() {
+            if !bundle.precisions().contains(&precision) {
+                eprintln!("  {precision}: not in this bundle, skipped");
+                continue;
+            }
+            let p = precision.as_str();
+            eprintln!("  {b} {p}: image encoder ({w}x{h} input), reward models ...");
+            let mut encoder = ImageEncoder::load_with(bundle, backend, precision, 1)?;
+            let mut feats = vec![0.0; encoder.output_dim()];
+            let (mut pre, mut model) = (Recorder::new()?, Recorder::new()?);
+            for i in 0..args.warmup + n {
+                let t0 = Instant::now();
+                encoder.preprocess(&img)?;
+                let t1 = Instant::now();
+                encoder.run_prepared(&mut feats)?;
+                if i >= args.warmup {
+                    pre.record(t1 - t0);
+                    model.record(t1.elapsed());
                 }
             }
+            rows.push(pre.row(ENCODER_PREPROCESS, b, p));
+            rows.push(model.row(ENCODER_MODEL, b, p));
+
+            let mut rm = RewardModel::load_with(bundle, backend, precision)?;
+            rm.set_text(bundle.task_embedding(None)?);
+            fill_pseudo_random(rm.image_input(), 1);
+            fill_pseudo_random(rm.state_input(), 2);
+            let mut scores = rm.new_scores();
+            let mut timings = StepTimings::default();
+            let mut stage = Recorder::new()?;
+            let mut subtask: Vec<Recorder> = bundle
+                .heads
+                .iter()
+                .map(|_| Recorder::new())
+                .collect::<Result<_, _>>()?;
+            let mut step = Recorder::new()?;
+            for i in 0..args.warmup + n {
+                let t0 = Instant::now();
+                rm.run_timed(&mut scores, Some(&mut timings))?;
+                if i >= args.warmup {
+                    step.record(t0.elapsed());
+                    stage.record(timings.stage);
+                    for (r, d) in subtask.iter_mut().zip(&timings.subtask) {
+                        r.record(*d);
+                    }
+                }
+            }
+            rows.push(stage.row("stage model", b, p));
+            for (head, r) in bundle.heads.iter().zip(&subtask) {
+                rows.push(r.row(&format!("subtask model ({})", head.kind), b, p));
+            }
+            rows.push(step.row(REWARD_STEP, b, p));
+
+            // The frame step: what one scored frame costs in models.
+            let mut frame = Recorder::new()?;
+            for i in 0..args.warmup + n {
+                let t0 = Instant::now();
+                encoder.run_prepared(&mut feats)?;
+                rm.run(&mut scores)?;
+                if i >= args.warmup {
+                    frame.record(t0.elapsed());
+                }
+            }
+            rows.push(frame.row(FRAME_STEP, b, p));
         }
-        let p = precision.as_str();
-        rows.push(stage.row("stage model", p));
-        for (head, r) in bundle.heads.iter().zip(&subtask) {
-            rows.push(r.row(&format!("subtask model ({})", head.kind), p));
-        }
-        rows.push(step.row(REWARD_STEP, p));
     }
     Ok(rows)
 }
@@ -235,33 +255,65 @@ fn measure(bundle: &Bundle, args: &BenchArgs, (w, h): (u32, u32)) -> anyhow::Res
 const ENCODER_PREPROCESS: &str = "encoder preprocess";
 const ENCODER_MODEL: &str = "encoder model";
 const REWARD_STEP: &str = "reward step (all heads)";
+const FRAME_STEP: &str = "frame step (encoder+reward)";
 
 fn print_rows(bundle: &Bundle, rows: &[Row]) {
     println!(
-        "{:<26} {:>5} {:>7} {:>10} {:>10} {:>10}",
-        "step", "prec", "n", "p50 ms", "p99 ms", "mean ms"
+        "{:<28} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10}",
+        "step", "back", "prec", "n", "p50 ms", "p99 ms", "mean ms"
     );
     for r in rows {
         println!(
-            "{:<26} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
-            r.step, r.precision, r.iterations, r.p50_ms, r.p99_ms, r.mean_ms
+            "{:<28} {:>5} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
+            r.step, r.backend, r.precision, r.iterations, r.p50_ms, r.p99_ms, r.mean_ms
         );
     }
-    let find = |step: &str, p: Precision| {
+    let find = |step: &str, b: BackendKind, p: Precision| {
         rows.iter()
-            .find(|r| r.step == step && r.precision == p.as_str())
+            .find(|r| r.step == step && r.backend == b.as_str() && r.precision == p.as_str())
             .map(|r| r.p50_ms)
     };
-    let mut steps = vec!["stage model".to_string(), REWARD_STEP.to_string()];
+    let mut steps = vec![
+        ENCODER_MODEL.to_string(),
+        "stage model".to_string(),
+        REWARD_STEP.to_string(),
+        FRAME_STEP.to_string(),
+    ];
     steps.extend(
         [HeadKind::Sparse, HeadKind::Dense]
             .iter()
             .filter(|k| bundle.head(**k).is_some())
             .map(|k| format!("subtask model ({k})")),
     );
-    for s in &steps {
-        if let (Some(a), Some(b)) = (find(s, Precision::Fp32), find(s, Precision::Int8)) {
-            println!("int8/fp32 p50 ratio, {s}: {:.2}", b / a);
+    println!("\np50 ratios (below 1: the first is faster)");
+    for b in BackendKind::ALL {
+        for s in &steps {
+            if let (Some(a), Some(c)) = (find(s, b, Precision::Fp32), find(s, b, Precision::Int8)) {
+                println!("  int8/fp32 {b:<5} {s:<28} {:.2}", c / a);
+            }
+        }
+    }
+    for p in [Precision::Fp32, Precision::Int8] {
+        for s in &steps {
+            if let (Some(t), Some(o)) =
+                (find(s, BackendKind::Tract, p), find(s, BackendKind::Ort, p))
+            {
+                println!("  ort/tract {p:<5} {s:<28} {:.2}", o / t);
+            }
+        }
+    }
+    for b in BackendKind::ALL {
+        if let (Some(a), Some(c)) = (
+            find(FRAME_STEP, b, Precision::Fp32),
+            find(FRAME_STEP, b, Precision::Int8),
+        ) {
+            if c > a {
+                println!(
+                    "note: on {b}, int8 is {:.2}x SLOWER than fp32 per frame here; int8 pays on \
+                     --backend ort",
+                    c / a
+                );
+            }
         }
     }
 }

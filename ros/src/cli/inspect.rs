@@ -3,11 +3,12 @@
 use std::fmt::Write as _;
 
 use anyhow::Context;
+use sarm_runtime::backend::{Backend, Graph};
 use sarm_runtime::encoder::ImageEncoder;
 use sarm_runtime::reward::RewardModel;
 use sarm_runtime::Bundle;
 
-use super::BundleArg;
+use super::{BackendArgs, BundleArg};
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
@@ -16,6 +17,8 @@ pub struct InspectArgs {
     /// Print the manifest as JSON instead of the summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
@@ -25,11 +28,12 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
         return Ok(());
     }
-    print!("{}", summary(&bundle)?);
+    let backend = args.backend.single()?;
+    print!("{}", summary(&bundle, &backend)?);
     Ok(())
 }
 
-fn summary(bundle: &Bundle) -> anyhow::Result<String> {
+fn summary(bundle: &Bundle, backend: &Backend) -> anyhow::Result<String> {
     let m = &bundle.manifest;
     let mut s = String::new();
     writeln!(s, "bundle      {} ({})", m.name, bundle.dir.display())?;
@@ -133,7 +137,14 @@ fn summary(bundle: &Bundle) -> anyhow::Result<String> {
         f.path, f.bytes, f.sha256
     )?;
     for (p, files) in &m.precision {
-        for f in [&files.stage, &files.subtask] {
+        for f in [
+            Some(&files.stage),
+            Some(&files.subtask),
+            files.image_encoder.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             writeln!(
                 s,
                 "  {:<24} {:>12} bytes  sha256 {}  ({p})",
@@ -142,32 +153,44 @@ fn summary(bundle: &Bundle) -> anyhow::Result<String> {
         }
     }
 
+    let info = backend.describe();
+    write!(s, "\nbackend  {} ({})", info.kind, info.version)?;
+    if let Some(lib) = &info.library {
+        write!(
+            s,
+            ", library {}, providers in this build {:?}",
+            lib.display(),
+            info.available_providers
+        )?;
+    }
+    writeln!(s)?;
     writeln!(
         s,
-        "\ntensors (as declared in the ONNX files; B and T are bound at load)"
+        "\ntensors (as declared in the ONNX files; B and T are bound at load), and where each graph runs"
     )?;
-    let encoder = ImageEncoder::load(bundle)?;
-    write_signature(&mut s, &f.path, encoder.graph())?;
     for p in bundle.precisions() {
-        let rm = RewardModel::load(bundle, p)?;
-        let files = &m.precision[p.as_str()];
-        write_signature(&mut s, &files.stage.path, rm.stage_graph())?;
-        write_signature(&mut s, &files.subtask.path, rm.subtask_graph())?;
+        let encoder = ImageEncoder::load_with(bundle, backend, p, 1)?;
+        let rm = RewardModel::load_with(bundle, backend, p)?;
+        write_graph(&mut s, p.as_str(), encoder.graph())?;
+        write_graph(&mut s, p.as_str(), rm.stage_graph())?;
+        write_graph(&mut s, p.as_str(), rm.subtask_graph())?;
     }
     Ok(s)
 }
 
-fn write_signature(
-    s: &mut String,
-    file: &str,
-    graph: &sarm_runtime::backend::OnnxGraph,
-) -> std::fmt::Result {
-    writeln!(s, "  {file}")?;
-    for (name, fact) in &graph.signature.inputs {
-        writeln!(s, "    in  {name:<16} {fact}")?;
+fn write_graph(s: &mut String, precision: &str, graph: &Graph) -> std::fmt::Result {
+    let file = graph
+        .path()
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    writeln!(s, "  {file} ({precision}) on {}", graph.provider())?;
+    let sig = graph.signature();
+    for t in &sig.inputs {
+        writeln!(s, "    in  {:<16} {}", t.name, t.describe())?;
     }
-    for (name, fact) in &graph.signature.outputs {
-        writeln!(s, "    out {name:<16} {fact}")?;
+    for t in &sig.outputs {
+        writeln!(s, "    out {:<16} {}", t.name, t.describe())?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use sarm_ros::progress_parquet;
 use sarm_ros::scores::{EpisodeProgress, ProgressStamper};
 use sarm_runtime::{Bundle, HeadKind, Precision, Scorer, ScorerConfig};
 
-use super::PrecisionArg;
+use super::{BackendArgs, PrecisionArg};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -77,6 +77,8 @@ pub struct LabelArgs {
     /// Camera/joint stamp difference above which a pair is counted as late, in ms.
     #[arg(long, default_value_t = 20.0)]
     pub joint_slop_ms: f64,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 
     // ---- LeRobot datasets
     /// Episodes to label: A..B (B excluded), A..=B, A.., ..B, N, or a comma list.
@@ -188,6 +190,7 @@ fn run_dataset(
         bundle: bundle.to_path_buf(),
         out: out.to_path_buf(),
         precision: precision(args.precision)?,
+        backend: args.backend.single()?,
         episodes: args
             .episodes
             .as_deref()
@@ -274,6 +277,7 @@ fn label_options(args: &LabelArgs) -> anyhow::Result<LabelOptions> {
             stride: args.stride as usize,
             ..ScorerConfig::default()
         },
+        backend: args.backend.single()?,
         joint_slop_ns: (args.joint_slop_ms * 1e6) as i64,
     })
 }
@@ -297,10 +301,11 @@ fn run_bag(
         .with_context(|| format!("loading bundle {}", bundle_dir.display()))?;
     let opts = label_options(args)?;
     eprintln!(
-        "sarm label: {} with {} ({})",
+        "sarm label: {} with {} ({}, {})",
         bag.display(),
         bundle.name(),
-        opts.scorer.precision
+        opts.scorer.precision,
+        opts.backend.kind()
     );
 
     let heads: Vec<HeadKind> = bundle.heads.iter().map(|h| h.kind).collect();
@@ -378,9 +383,10 @@ fn run_bags(
     let n = args.bags.len();
     let jobs = (args.jobs as usize).min(n).max(1);
     eprintln!(
-        "sarm label: {n} bags with {} ({}), {jobs} job(s)",
+        "sarm label: {n} bags with {} ({}, {}), {jobs} job(s)",
         bundle.name(),
-        opts.scorer.precision
+        opts.scorer.precision,
+        opts.backend.kind()
     );
     let bar = ProgressBar::with_draw_target(
         Some(n as u64),
@@ -408,7 +414,7 @@ fn run_bags(
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                let mut scorer = match Scorer::new(&bundle, &opts.scorer) {
+                let mut scorer = match Scorer::with_backend(&bundle, &opts.scorer, &opts.backend) {
                     Ok(sc) => sc,
                     Err(e) => {
                         if let Ok(mut err) = load_error.lock() {

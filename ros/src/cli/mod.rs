@@ -17,12 +17,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sarm_ros::dds::DdsConfig;
 use sarm_ros::transport::{TransportConfig, TransportKind};
 use sarm_ros::zenoh_link::RosDistro;
+use sarm_runtime::backend::{Backend, BackendConfig, BackendKind, Provider};
 use sarm_runtime::Precision;
 
 /// The on-robot runtime for stage-aware reward models (SARM).
 ///
 /// Runs reward models trained with LeRobot's SARM, exported to a model
-/// bundle (bundle.toml + ONNX), with tract on the robot's CPU.
+/// bundle (bundle.toml + ONNX), with tract (pure Rust, the default) or
+/// onnxruntime (`--backend ort`, CPU, CUDA or TensorRT).
 #[derive(Debug, Parser)]
 #[command(name = "sarm", version)]
 pub struct Cli {
@@ -45,12 +47,13 @@ pub enum Command {
     /// 200 Hz joints) and reports its end-to-end latency and its overhead over
     /// the model step.
     Bench(bench::BenchArgs),
-    /// Score a recorded episode (rosbag2 MCAP) offline and write LeRobot's
-    /// sarm_progress.parquet (and optionally MCAP of Progress messages).
+    /// Score recorded episodes (rosbag2 MCAP bags, or a LeRobot dataset) offline
+    /// and write LeRobot's sarm_progress.parquet (and optionally MCAP of Progress
+    /// messages).
     ///
     /// Runs the engine's scorer exactly as a live node feeds it: images decoded, joints
     /// reordered by name, frames taken at the bundle's rate by header stamp.
-    Label(label::LabelArgs),
+    Label(Box<label::LabelArgs>),
     /// Run the node: score camera and joint topics live and publish stage,
     /// progress and episode events (the product's main job).
     ///
@@ -165,5 +168,79 @@ impl TransportArgs {
             zenoh: self.zenoh.to_config(),
             distro: self.ros_distro,
         })
+    }
+}
+
+/// Which inference backend runs the models, and its onnxruntime settings
+/// (shared by `label`, `bench` and `inspect`; the node reads `[backend]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Inference backend: tract (pure Rust, the default) or ort (onnxruntime,
+    /// loaded at run time from ORT_DYLIB_PATH or --ort-library). `sarm bench`
+    /// takes a list (`--backend tract,ort`) and compares them in one run.
+    #[arg(long, value_name = "tract|ort", value_delimiter = ',', default_value = "tract",
+          value_parser = parse_backend)]
+    pub backend: Vec<BackendKind>,
+    /// ort: path of libonnxruntime.so (ORT_DYLIB_PATH, when set, wins).
+    #[arg(long, value_name = "PATH")]
+    pub ort_library: Option<PathBuf>,
+    /// ort: execution providers in order of preference (tensorrt,cuda,cpu).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "cpu",
+          value_parser = parse_provider)]
+    pub providers: Vec<Provider>,
+    /// ort: fail when the first provider is unavailable instead of falling back.
+    #[arg(long)]
+    pub require_provider: bool,
+    /// ort: threads per graph within an operator.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub ort_threads: usize,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::parse(s).ok_or_else(|| format!("unknown backend {s:?}: tract or ort"))
+}
+
+fn parse_provider(s: &str) -> Result<Provider, String> {
+    match s {
+        "tensorrt" => Ok(Provider::Tensorrt),
+        "cuda" => Ok(Provider::Cuda),
+        "cpu" => Ok(Provider::Cpu),
+        _ => Err(format!("unknown provider {s:?}: tensorrt, cuda or cpu")),
+    }
+}
+
+impl BackendArgs {
+    /// The configuration of `kind` with these settings.
+    pub fn config(&self, kind: BackendKind) -> BackendConfig {
+        BackendConfig {
+            kind,
+            ort_library: self.ort_library.clone(),
+            providers: self.providers.clone(),
+            require_provider: self.require_provider,
+            intra_op_threads: self.ort_threads,
+            ..BackendConfig::default()
+        }
+    }
+
+    /// The one backend a command runs on (`--backend` with one value).
+    pub fn single(&self) -> anyhow::Result<Backend> {
+        match self.backend.as_slice() {
+            [kind] => Ok(Backend::new(&self.config(*kind))?),
+            list => anyhow::bail!("--backend takes one backend here, found {list:?}"),
+        }
+    }
+
+    /// Every listed backend, set up, in order (duplicates dropped).
+    pub fn all(&self) -> anyhow::Result<Vec<Backend>> {
+        let mut kinds: Vec<BackendKind> = Vec::new();
+        for k in &self.backend {
+            if !kinds.contains(k) {
+                kinds.push(*k);
+            }
+        }
+        kinds
+            .into_iter()
+            .map(|k| Ok(Backend::new(&self.config(k))?))
+            .collect()
     }
 }

@@ -20,6 +20,10 @@ use serde::Deserialize;
 
 use super::columns::{self, ColumnError};
 
+/// One video key's columns in `meta/episodes/`: the key, `chunk_index`,
+/// `file_index`, `from_timestamp`, `to_timestamp`.
+type VideoColumns = (String, Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error(
@@ -647,7 +651,7 @@ fn read_episodes(root: &Path, video_keys: &[String]) -> Result<Vec<EpisodeMeta>,
                 Err(ColumnError::Missing(_)) => vec![Vec::new(); ep.len()],
                 Err(e) => return Err(column_error(path)(e)),
             };
-            let mut videos: Vec<(String, Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>)> = Vec::new();
+            let mut videos: Vec<VideoColumns> = Vec::new();
             for k in video_keys {
                 let c = |f: &str| format!("videos/{k}/{f}");
                 videos.push((

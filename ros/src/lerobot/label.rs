@@ -12,14 +12,14 @@ use image::RgbImage;
 use sarm_runtime::encoder::ImageEncoder;
 use sarm_runtime::reward::{RewardModel, WindowScores};
 use sarm_runtime::state::{StateError, StateNormalizer};
-use sarm_runtime::{Bundle, BundleError, HeadKind, Precision};
+use sarm_runtime::{Backend, Bundle, BundleError, HeadKind, Precision};
 
 use super::dataset::EpisodeData;
 use super::plan::{Plan, PlanError};
 use super::video::{FrameSource, VideoError};
 use crate::progress_parquet::{interpolate, ProgressRow};
 
-/// Frames encoded together (the encoder's batch, once it takes batches).
+/// Frames encoded together (the encoder's batch).
 pub const ENCODE_BATCH: usize = 8;
 
 /// Why an episode could not be labelled. The run reports it and goes on
@@ -61,6 +61,8 @@ impl EpisodeError {
 /// The bundle's models for one worker.
 pub struct Models {
     encoder: ImageEncoder,
+    /// The encoder's output for one batch, `image_dim` values per frame.
+    batch_features: Vec<f32>,
     reward: RewardModel,
     normalizer: StateNormalizer,
     scores: WindowScores,
@@ -72,12 +74,19 @@ pub struct Models {
 }
 
 impl Models {
-    pub fn load(bundle: &Bundle, precision: Precision) -> Result<Self, BundleError> {
-        let encoder = ImageEncoder::load(bundle)?;
-        let reward = RewardModel::load(bundle, precision)?;
+    /// The encoder (for batches of [`ENCODE_BATCH`]) and the reward model
+    /// of `precision` on `backend`.
+    pub fn load(
+        bundle: &Bundle,
+        backend: &Backend,
+        precision: Precision,
+    ) -> Result<Self, BundleError> {
+        let encoder = ImageEncoder::load_with(bundle, backend, precision, ENCODE_BATCH)?;
+        let reward = RewardModel::load_with(bundle, backend, precision)?;
         let scores = reward.new_scores();
         let m = &bundle.manifest;
         Ok(Models {
+            batch_features: vec![0.0; ENCODE_BATCH * encoder.output_dim()],
             encoder,
             reward,
             normalizer: StateNormalizer::new(&m.state),
@@ -202,15 +211,28 @@ pub fn label_episode(
                      last_delivered: usize,
                      models: &mut Models|
      -> Result<(), EpisodeError> {
-        for (frame, img) in batch.drain(..) {
-            let mut feat = cache.slot();
-            models
-                .encoder
-                .encode(&img, &mut feat)
+        if let Some(&(first, _)) = batch.first() {
+            let dim = models.image_dim;
+            let n = batch.len();
+            let Models {
+                encoder,
+                batch_features,
+                ..
+            } = &mut *models;
+            encoder
+                .encode_batch(
+                    batch.iter().map(|(_, img)| img),
+                    &mut batch_features[..n * dim],
+                )
                 .map_err(|e| EpisodeError::Encode {
-                    frame: data.frame_index[frame],
+                    frame: data.frame_index[first],
                     message: e.to_string(),
                 })?;
+        }
+        for (i, (frame, img)) in batch.drain(..).enumerate() {
+            let mut feat = cache.slot();
+            let dim = feat.len();
+            feat.copy_from_slice(&models.batch_features[i * dim..(i + 1) * dim]);
             encoded += 1;
             if frame == 0 && anchored {
                 cache.anchor = Some(feat.clone());
@@ -225,7 +247,7 @@ pub fn label_episode(
                 break;
             }
             let f = plan.scored[k];
-            score_window(models, &cache, window, data, input.joint_order, &mut joints).map_err(
+            score_window(models, cache, window, data, input.joint_order, &mut joints).map_err(
                 |e| match e {
                     WindowError::State(source) => EpisodeError::State {
                         frame: data.frame_index[f],

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sarm_runtime::{Bundle, BundleError, Precision};
+use sarm_runtime::{Backend, Bundle, BundleError, Precision};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, DatasetError, EpisodeMeta};
@@ -128,6 +128,8 @@ pub struct RunOptions {
     pub bundle: PathBuf,
     pub out: PathBuf,
     pub precision: Precision,
+    /// The inference backend the encoder and reward model run on.
+    pub backend: Backend,
     pub episodes: Option<EpisodeSelection>,
     pub stride: usize,
     pub jobs: usize,
@@ -599,7 +601,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                let mut models = match Models::load(&bundle, opts.precision) {
+                let mut models = match Models::load(&bundle, &opts.backend, opts.precision) {
                     Ok(m) => m,
                     Err(e) => {
                         shared.stop.store(true, Ordering::SeqCst);

@@ -466,7 +466,7 @@ mod ffmpeg {
                     if answered.is_empty() {
                         continue;
                     }
-                    self.to_rgb(&frame, &mut rgb)?;
+                    self.convert_to_rgb(&frame, &mut rgb)?;
                     for q in answered {
                         if !sink(q, &rgb) {
                             return Err(VideoError::Stopped);
@@ -484,7 +484,7 @@ mod ffmpeg {
 
         /// RGB24 as torchcodec's CPU path: swscale, SWS_BILINEAR, the
         /// frame's colour matrix for input and output, default ranges.
-        fn to_rgb(
+        fn convert_to_rgb(
             &mut self,
             frame: &ff::frame::Video,
             out: &mut RgbImage,

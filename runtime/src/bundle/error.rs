@@ -38,3 +38,13 @@ impl BundleError {
         }
     }
 }
+
+impl From<crate::window::WindowError> for BundleError {
+    fn from(e: crate::window::WindowError) -> Self {
+        BundleError::Mismatch {
+            field: format!("window.{}", e.key),
+            expected: e.expected,
+            found: e.found,
+        }
+    }
+}

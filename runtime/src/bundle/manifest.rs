@@ -122,21 +122,8 @@ pub struct StateSpec {
     pub model_dim: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WindowLayout {
-    /// LeRobot's bidirectional window, read at the centre; output is delayed.
-    Centered,
-    /// Past frames only, read at the last index; no delay.
-    Causal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClampRule {
-    /// Out-of-range indices repeat the episode's first or last frame (LeRobot).
-    Edge,
-}
+// The window enums live with the window logic; the manifest names them.
+pub use crate::window::{ClampRule, WindowLayout};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,4 +189,8 @@ pub struct PerHead {
 pub struct PrecisionFiles {
     pub stage: FileRef,
     pub subtask: FileRef,
+    /// The image encoder of this precision; `[image_encoder] file` (fp32)
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_encoder: Option<FileRef>,
 }

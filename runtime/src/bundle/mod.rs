@@ -19,7 +19,10 @@ use crate::progress::Breakpoints;
 use crate::window::WindowSpec;
 
 /// The two reward heads of a SARM model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// High-level stages.
     Sparse,
@@ -36,6 +39,18 @@ impl HeadKind {
     }
 }
 
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+    /// `sparse` or `dense`, as the wire (`Progress.head`) and LeRobot name them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sparse" => Ok(HeadKind::Sparse),
+            "dense" => Ok(HeadKind::Dense),
+            other => Err(format!("expected sparse or dense, found {other:?}")),
+        }
+    }
+}
+
 impl fmt::Display for HeadKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -43,7 +58,8 @@ impl fmt::Display for HeadKind {
 }
 
 /// Numeric precision of the reward transformers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
     Int8,
@@ -125,8 +141,25 @@ impl Bundle {
             .collect()
     }
 
-    pub fn image_encoder_file(&self) -> PathBuf {
-        self.dir.join(&self.manifest.image_encoder.file.path)
+    /// The image encoder file `precision` runs, and the manifest key that
+    /// names it: `precision.<p>.image_encoder` when the bundle has one,
+    /// else the fp32 `image_encoder.file`.
+    pub fn image_encoder_file(&self, precision: Precision) -> (PathBuf, String) {
+        match self
+            .manifest
+            .precision
+            .get(precision.as_str())
+            .and_then(|f| f.image_encoder.as_ref())
+        {
+            Some(f) => (
+                self.dir.join(&f.path),
+                format!("precision.{precision}.image_encoder"),
+            ),
+            None => (
+                self.dir.join(&self.manifest.image_encoder.file.path),
+                "image_encoder.file".to_string(),
+            ),
+        }
     }
 
     /// The largest stage count over the heads: the width of `stage_onehot`.

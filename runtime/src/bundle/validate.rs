@@ -29,7 +29,16 @@ pub(super) fn load(dir: &Path) -> Result<Bundle> {
     })?;
     check_manifest(&manifest)?;
     check_files(&dir, &manifest)?;
-    let window = WindowSpec::from_manifest(&manifest.window)?;
+    let w = &manifest.window;
+    if w.offsets.len() != w.n_obs_steps + 1 {
+        return Err(BundleError::mismatch(
+            "window.offsets",
+            format!("n_obs_steps + 1 = {} offsets", w.n_obs_steps + 1),
+            format!("{} offsets", w.offsets.len()),
+        ));
+    }
+    let window = WindowSpec::new(w.layout, &w.offsets, w.readout, w.anchor_first)
+        .and_then(|s| s.with_fps(w.fps))?;
     let mut heads = vec![head(
         HeadKind::Sparse,
         &manifest.heads.sparse,
@@ -241,6 +250,9 @@ fn check_files(dir: &Path, m: &Manifest) -> Result<()> {
             &format!("precision.{precision}.subtask"),
             &files.subtask,
         )?;
+        if let Some(enc) = &files.image_encoder {
+            check_file(dir, &format!("precision.{precision}.image_encoder"), enc)?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Shared loading of the committed test bundle and LeRobot's golden vectors.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

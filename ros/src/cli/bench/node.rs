@@ -291,14 +291,15 @@ struct Report {
 }
 
 fn node_row(precision: &'static str, rows: &[Row], s: &RunSummary) -> NodeRow {
+    // The node runs on tract (its backend is not configurable yet).
     let step = |name: &str, p: &str| {
         rows.iter()
-            .find(|r| r.step == name && r.precision == p)
+            .find(|r| r.step == name && r.precision == p && r.backend == "tract")
             .map_or((0.0, 0.0), |r| (r.p50_ms, r.p99_ms))
     };
     let parts = [
-        step(ENCODER_PREPROCESS, "fp32"),
-        step(ENCODER_MODEL, "fp32"),
+        step(ENCODER_PREPROCESS, precision),
+        step(ENCODER_MODEL, precision),
         step(REWARD_STEP, precision),
     ];
     let model50: f64 = parts.iter().map(|p| p.0).sum();
@@ -340,21 +341,32 @@ fn node_row(precision: &'static str, rows: &[Row], s: &RunSummary) -> NodeRow {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.backend.backend != [sarm_runtime::BackendKind::Tract] {
+        anyhow::bail!(
+            "sarm bench --node: the node runs on tract until its config has a [backend] table; \
+             compare backends on the model steps with `sarm bench BUNDLE --backend tract,ort`"
+        );
+    }
     let mut cfg = embedded_default();
     if let Some(b) = &args.bundle {
         cfg.bundle = locate(b);
     }
     if let Some(b) = &args.bag {
-        cfg.source.bag = locate(b);
+        cfg.source.bag = Some(locate(b));
     }
     // No result files: only the node's statistics are wanted.
-    cfg.output_dir = PathBuf::new();
+    cfg.output_dir = None;
     let bundle = Bundle::load(&cfg.bundle)
         .with_context(|| format!("loading bundle {}", cfg.bundle.display()))?;
 
     // What the node will be fed.
     let (camera_topic, joints_topic) = (cfg.inputs.camera.clone(), cfg.inputs.joints.clone());
-    let mut ep = read_episode(&cfg.source.bag, &camera_topic, &joints_topic)?;
+    let bag = cfg
+        .source
+        .bag
+        .clone()
+        .context("no episode to replay (--bag)")?;
+    let mut ep = read_episode(&bag, &camera_topic, &joints_topic)?;
     ep.joints.sort_by_key(|(_, j)| j.header.stamp.as_nanos());
     let camera_hz = rate_hz(ep.camera.iter().map(|(_, c)| c.stamp_ns())).unwrap_or(0.0);
     let joints_recorded_hz =
@@ -363,7 +375,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &ep.camera[0].1 {
         Camera::Compressed(m) => decode_compressed(m, &mut rgb),
         Camera::Raw(m) => {
-            cfg.inputs.camera_type = "raw".into();
+            cfg.inputs.camera_type = sarm_ros::node::config::CameraType::Raw;
             decode_raw(m, &mut rgb)
         }
     }
@@ -380,13 +392,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         write_episode(&path, &camera_topic, &joints_topic, &ep.camera, &joints)
             .context("writing the resampled episode")?;
         ep.joints = joints;
-        cfg.source.bag = path;
+        cfg.source.bag = Some(path);
     }
     let fed = Fed {
         bag: args
             .bag
             .as_ref()
-            .map_or_else(|| embedded_default().source.bag, |b| locate(b))
+            .map_or_else(
+                || embedded_default().source.bag.unwrap_or_default(),
+                |b| locate(b),
+            )
             .display()
             .to_string(),
         camera_topic: camera_topic.clone(),
@@ -454,8 +469,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             (fed.camera_messages.saturating_sub(1)) as f64 / fed.camera_hz.max(1e-9)
         );
         let mut c = cfg.clone();
-        c.precision = precision.as_str().into();
-        c.trainer.spool_dir = tmp.0.join(format!("spool-{precision}"));
+        c.precision = precision;
+        c.trainer.spool_dir = Some(tmp.0.join(format!("spool-{precision}")));
         let stop = Arc::new(AtomicBool::new(interrupted.load(Ordering::Relaxed)));
         match current.lock() {
             Ok(mut g) => *g = stop.clone(),
@@ -525,7 +540,7 @@ fn print_report(r: &Report) {
     for s in &r.model_steps {
         println!(
             "  {:<26} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3}",
-            s.step, s.precision, s.iterations, s.p50_ms, s.p99_ms, s.mean_ms
+            s.step, s.precision, s.iterations, s.p50_ms, s.p99_ms, s.mean_ms,
         );
     }
     println!();

@@ -19,6 +19,9 @@ use std::process::{Command, Output};
 
 mod common;
 
+#[path = "../../runtime/tests/common/backends.rs"]
+mod backends;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -86,8 +89,8 @@ mod video {
     use super::*;
 
     /// Largest |progress| difference from LeRobot's reference: the 1e-4 the
-    /// bag tests allow in fp32 (measured 1.4e-6 and 1.6e-6 on tract, x86-64;
-    /// see `parity_*`'s printout).
+    /// bag tests allow in fp32 (measured 1.4e-6 and 1.6e-6 on tract, 6.9e-7
+    /// on ort, x86-64; see `parity_*`'s printout).
     const PARITY: f64 = 1e-4;
 
     /// The test bundle with its clock declared at `fps` (the ONNX files
@@ -283,6 +286,40 @@ mod video {
         assert_eq!(ep2.len(), 358);
         assert_eq!((ep2[0].index, ep2[0].frame_index), (648, 0));
         assert_eq!((ep2[357].index, ep2[357].frame_index), (1005, 357));
+    }
+
+    #[test]
+    fn parity_with_lerobot_on_onnxruntime() {
+        // The dataset path on the `ort` backend (fp32): episode 0 on the 10 Hz clock.
+        let Some(ort) = backends::ort() else {
+            return;
+        };
+        let dir = temp("parity-ort");
+        let out = dir.join("sarm_progress.parquet");
+        let bundle = bundle_at(10.0);
+        let lib = ort.describe().library.clone().unwrap();
+        let t = label_ok(
+            &fixtures().join("aloha_av1"),
+            &bundle,
+            &out,
+            &[
+                "--episodes",
+                "0",
+                "--backend",
+                "ort",
+                "--ort-library",
+                lib.to_str().unwrap(),
+            ],
+        );
+        assert!(t.contains("labelled 1 episodes (316 frames"), "{t}");
+        let reference: Vec<ProgressRow> =
+            rows(&fixtures().join("reference/sarm-test-10hz.parquet"))
+                .into_iter()
+                .filter(|r| r.episode_index == 0)
+                .collect();
+        let worst = compare(&rows(&out), &reference);
+        println!("sarm label --dataset --backend ort vs LeRobot (10 Hz clock, 316 frames): max |progress diff| {worst:.2e}");
+        assert!(worst <= PARITY, "{worst}");
     }
 
     /// A full 10 Hz run, computed once per test binary.

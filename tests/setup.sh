@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the tests need besides the Rust toolchain: two local Python
-# environments (git-ignored), idempotent. Part of the README's test command.
+# Installs what the tests need besides the Rust toolchain, idempotent. Part of the README's
+# test command.
+#   Debian packages          FFmpeg's libraries and libclang, for `sarm label --dataset`'s
+#                            `video` feature, which the test build turns on (tests/Cargo.toml)
 #   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only)
 #   ros/tests/interop/.venv  independent ROS 2 implementations (rosbags, mcap-ros2-support)
 #   tests/onnxruntime/       the ONNX Runtime library for the `ort` backend's tests, from the
 #                            pinned onnxruntime wheel on PyPI (about 17 MB; no venv needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian packages first: the test build compiles against them (tests/setup-apt.sh).
+tests/setup-apt.sh
 
 venv() {
     local dir=$1 req=$2
@@ -52,13 +57,9 @@ fi
 # A real ROS 2 stack in the interop venv: rclpy, rmw_fastrtps_cpp, the message
 # packages, and sarm_msgs' type support built with rosidl's generators
 # (ros/tests/interop/setup_rclpy.sh; ~160 MB more in the venv; cold about
-# 1 min of downloads and 1.5-2 min building sarm_msgs, ~10 s when done), and
-# strace for the test that traces where `sarm replay` sends.
+# 1 min of downloads and 1.5-2 min building sarm_msgs, ~10 s when done); strace comes
+# with tests/setup-apt.sh.
 if [ "${SARM_SKIP_RCLPY_ENV:-0}" != 1 ]; then
     bash ros/tests/interop/setup_rclpy.sh ros/tests/interop/.venv
-    if ! command -v strace >/dev/null; then
-        echo "== installing strace"
-        apt-get update -qq && apt-get install -y -qq strace >/dev/null
-    fi
 fi
 # ---- end: rclpy ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ pub mod image;
 pub mod inproc;
 pub mod joints;
 pub mod label;
+pub mod lerobot;
 pub mod msg;
 pub mod node;
 pub mod parquet_parts;

@@ -16,7 +16,8 @@ echo "== installing ros/tests/interop/rclpy-requirements.txt into $venv"
 # that image's Python and numpy include folders. Point them at this venv's.
 pyinc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 npinc=$("$py" -c 'import numpy; print(numpy.get_include())')
-grep -rl '/opt/python/cp311-cp311/' "$venv"/share/*/cmake --include='*.cmake' 2>/dev/null |
+# (grep finds nothing once done: not an error under pipefail.)
+{ grep -rl '/opt/python/cp311-cp311/' "$venv"/share/*/cmake --include='*.cmake' 2>/dev/null || true; } |
     xargs -r sed -i \
         -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g" \
         -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g"

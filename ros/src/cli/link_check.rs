@@ -139,8 +139,13 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
         let mut weights = Vec::new();
         for f in 0..n {
             let (sparse, dense) = synthetic_progress(f, n);
-            for (head, p) in [("sparse", sparse), ("dense", dense)] {
-                if !pace(&link) {
+            for (i, (head, p)) in [("sparse", sparse), ("dense", dense)]
+                .into_iter()
+                .enumerate()
+            {
+                // A frame's heads go together, as the node sends them: the
+                // record target or a stop ends the run between frames only.
+                if !pace(&link) && i == 0 {
                     break 'episodes;
                 }
                 let mut msg = Progress {

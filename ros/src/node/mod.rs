@@ -550,7 +550,11 @@ fn trainer_session(cfg: &NodeConfig, ros_session: Option<&zenoh::Session>) -> Li
         _ => {
             // A DDS robot restricted to some interfaces keeps its trainer
             // link's peer on them too (listening and scouting there only).
-            let interfaces = &cfg.transport.interfaces;
+            // (transport.interfaces is a DDS key: a Zenoh transport ignores it.)
+            let interfaces: &[std::net::IpAddr] = match cfg.transport.kind {
+                crate::transport::TransportKind::Dds => &cfg.transport.interfaces,
+                _ => &[],
+            };
             let config = match &t.zenoh_config {
                 Some(file) => ZenohSessionConfig {
                     file: Some(file.clone()),

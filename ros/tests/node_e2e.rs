@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sarm_ros::bag::read_bag;
 use sarm_ros::msg::{EpisodeEvent, Progress, RosMessage};
 use sarm_ros::qos::TopicQos;
 use sarm_ros::trainer::log::read_log;
@@ -41,29 +40,7 @@ fn tmp(tag: &str) -> PathBuf {
 
 /// `sarm label` on the bag, as Progress messages keyed by (frame, head).
 fn labelled(dir: &Path) -> BTreeMap<(i64, String), Progress> {
-    let mcap = dir.join("label.mcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_sarm"))
-        .arg("label")
-        .arg(bag())
-        .arg("--bundle")
-        .arg(root().join("models/sarm-test"))
-        .arg("--out")
-        .arg(dir.join("label.parquet"))
-        .arg("--mcap")
-        .arg(&mcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut msgs = BTreeMap::new();
-    read_bag(&mcap, |m| {
-        let p = Progress::from_cdr(m.data).unwrap();
-        msgs.insert((p.frame_index, p.head.clone()), p);
-    })
-    .unwrap();
+    let msgs = common::labelled_progress(&bag(), &root().join("models/sarm-test"), dir);
     assert!(msgs.len() >= 36);
     msgs
 }

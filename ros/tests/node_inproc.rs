@@ -13,9 +13,10 @@
 //!   reported and the ROS 2 outputs and the trainer link still get every
 //!   record.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,29 +100,7 @@ fn tmp(tag: &str) -> PathBuf {
 
 /// `sarm label` on the case's bag, as Progress keyed by (frame, head).
 fn labelled(dir: &Path, case: Case) -> BTreeMap<(i64, String), Progress> {
-    let mcap = dir.join("label.mcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_sarm"))
-        .arg("label")
-        .arg(case.bag())
-        .arg("--bundle")
-        .arg(case.bundle())
-        .arg("--out")
-        .arg(dir.join("label.parquet"))
-        .arg("--mcap")
-        .arg(&mcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut msgs = BTreeMap::new();
-    read_bag(&mcap, |m| {
-        let p = Progress::from_cdr(m.data).unwrap();
-        msgs.insert((p.frame_index, p.head.clone()), p);
-    })
-    .unwrap();
+    let msgs = common::labelled_progress(&case.bag(), &case.bundle(), dir);
     assert!(msgs.len() >= 72, "at least 36 frames, two heads");
     msgs
 }

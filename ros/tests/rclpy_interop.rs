@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use common::Peer;
 use sarm_ros::bag::read_bag;
 use sarm_ros::dds::{DdsConfig, DdsNode, TopicQos};
-use sarm_ros::msg::{EpisodeEvent, JointState, Progress, RosMessage};
+use sarm_ros::msg::{EpisodeEvent, JointState, Progress};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -57,29 +57,7 @@ fn tmp(tag: &str) -> PathBuf {
 
 /// `sarm label` on the bag, as Progress messages keyed by (frame, head).
 fn labelled(dir: &Path) -> BTreeMap<(i64, String), Progress> {
-    let mcap = dir.join("label.mcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_sarm"))
-        .arg("label")
-        .arg(bag())
-        .arg("--bundle")
-        .arg(root().join("models/sarm-test"))
-        .arg("--out")
-        .arg(dir.join("label.parquet"))
-        .arg("--mcap")
-        .arg(&mcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut msgs = BTreeMap::new();
-    read_bag(&mcap, |m| {
-        let p = Progress::from_cdr(m.data).unwrap();
-        msgs.insert((p.frame_index, p.head.clone()), p);
-    })
-    .unwrap();
+    let msgs = common::labelled_progress(&bag(), &root().join("models/sarm-test"), dir);
     assert!(msgs.len() >= 36);
     msgs
 }

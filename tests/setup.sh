@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the tests need besides the Rust toolchain: two local Python
-# environments (git-ignored), idempotent. Part of the README's test command.
+# Installs what the tests need besides the Rust toolchain, idempotent. Part of the README's
+# test command.
+#   Debian packages          FFmpeg's libraries and libclang, for `sarm label --dataset`'s
+#                            `video` feature, which the test build turns on (tests/Cargo.toml)
 #   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only)
 #   ros/tests/interop/.venv  independent ROS 2 implementations (rosbags, mcap-ros2-support)
 #   tests/onnxruntime/       the ONNX Runtime library for the `ort` backend's tests, from the
 #                            pinned onnxruntime wheel on PyPI (about 17 MB; no venv needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian packages first: the test build compiles against them (tests/setup-apt.sh).
+tests/setup-apt.sh
 
 venv() {
     local dir=$1 req=$2
@@ -47,3 +52,14 @@ with zipfile.ZipFile(wheel) as z:
         print("   ", dst / pathlib.Path(n).name)
 PY
 fi
+
+# ---- begin: rclpy (ROS 2 Kilted on Fast DDS) for ros/tests/rclpy_interop.rs -----------
+# A real ROS 2 stack in the interop venv: rclpy, rmw_fastrtps_cpp, the message
+# packages, and sarm_msgs' type support built with rosidl's generators
+# (ros/tests/interop/setup_rclpy.sh; ~160 MB more in the venv; cold about
+# 1 min of downloads and 1.5-2 min building sarm_msgs, ~10 s when done); strace comes
+# with tests/setup-apt.sh.
+if [ "${SARM_SKIP_RCLPY_ENV:-0}" != 1 ]; then
+    bash ros/tests/interop/setup_rclpy.sh ros/tests/interop/.venv
+fi
+# ---- end: rclpy ----------------------------------------------------------------------------

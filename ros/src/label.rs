@@ -92,8 +92,22 @@ pub fn label_bag(
     bag: &Path,
     bundle: &Bundle,
     opts: &LabelOptions,
+    emit: impl FnMut(&FrameScore, i64),
+) -> Result<LabelReport, LabelError> {
+    let mut scorer = Scorer::with_backend(bundle, &opts.scorer, &opts.backend)?;
+    label_bag_with(&mut scorer, bag, bundle, opts, emit)
+}
+
+/// [`label_bag`] with a scorer loaded once for several bags (built from
+/// `bundle` with `opts.scorer` and `opts.backend`); it is left ready for the next episode.
+pub fn label_bag_with(
+    scorer: &mut Scorer,
+    bag: &Path,
+    bundle: &Bundle,
+    opts: &LabelOptions,
     mut emit: impl FnMut(&FrameScore, i64),
 ) -> Result<LabelReport, LabelError> {
+    scorer.reset_episode();
     let mut report = LabelReport::default();
     let mut cameras: Vec<CameraMsg> = Vec::new();
     let mut joints: Vec<(i64, Vec<f32>)> = Vec::new();
@@ -184,7 +198,6 @@ pub fn label_bag(
         gate.finish() as usize,
     ));
 
-    let mut scorer = Scorer::with_backend(bundle, &opts.scorer, &opts.backend)?;
     let mut rgb = RgbImage::new(1, 1);
     let mut stamps: Vec<i64> = Vec::new();
     for cam in plan {

@@ -89,6 +89,42 @@ pub trait RosMessage: Serialize + DeserializeOwned + Clone + Send + Sized + 'sta
     }
 }
 
+/// What an [`EpisodeEvent`] says (its `event` field on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Start,
+    End,
+    Abort,
+}
+
+impl EventKind {
+    /// The wire value (`sarm_msgs/EpisodeEvent` START/END/ABORT).
+    pub fn code(self) -> u8 {
+        match self {
+            EventKind::Start => 0,
+            EventKind::End => 1,
+            EventKind::Abort => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(EventKind::Start),
+            1 => Some(EventKind::End),
+            2 => Some(EventKind::Abort),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Start => "start",
+            EventKind::End => "end",
+            EventKind::Abort => "abort",
+        }
+    }
+}
+
 /// `pkg/msg/Name` -> `pkg::msg::dds_::Name_`.
 pub fn dds_type_name(type_name: &str) -> String {
     match type_name.rsplit_once('/') {
@@ -260,6 +296,25 @@ ros_message! {
     consts { "uint8" START = "0", "uint8" END = "1", "uint8" ABORT = "2" }
 }
 
+impl EpisodeEvent {
+    /// The event, or `None` for a value this version does not know.
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::from_code(self.event)
+    }
+
+    /// Whether this event closes an episode (END or ABORT).
+    pub fn closes(&self) -> bool {
+        matches!(self.kind(), Some(EventKind::End | EventKind::Abort))
+    }
+}
+
+ros_message! {
+    /// rosgraph_msgs/msg/Clock: simulated time on `/clock` (`use_sim_time`).
+    Clock = "rosgraph_msgs/msg/Clock" {
+        clock: Time => "builtin_interfaces/Time",
+    }
+}
+
 ros_message! {
     /// builtin_interfaces/msg/Duration.
     Duration = "builtin_interfaces/msg/Duration" {
@@ -380,6 +435,7 @@ pub fn fields_of(type_name: &str) -> Option<&'static [(&'static str, &'static st
         "sarm_msgs/msg/Progress" => Progress::FIELDS,
         "sarm_msgs/msg/SampleWeight" => SampleWeight::FIELDS,
         "sarm_msgs/msg/EpisodeEvent" => EpisodeEvent::FIELDS,
+        "rosgraph_msgs/msg/Clock" => Clock::FIELDS,
         "builtin_interfaces/msg/Duration" => Duration::FIELDS,
         "std_msgs/msg/MultiArrayDimension" => MultiArrayDimension::FIELDS,
         "std_msgs/msg/MultiArrayLayout" => MultiArrayLayout::FIELDS,
@@ -396,8 +452,6 @@ fn constants_of(full: &str) -> &'static [(&'static str, &'static str, &'static s
     match full {
         "diagnostic_msgs/msg/DiagnosticStatus" => DiagnosticStatus::CONSTANTS,
         "sarm_msgs/msg/EpisodeEvent" => EpisodeEvent::CONSTANTS,
-        "sarm_msgs/msg/PolicyEvent" => PolicyEvent::CONSTANTS,
-        "sarm_msgs/msg/PolicyControl" => PolicyControl::CONSTANTS,
         _ => &[],
     }
 }

@@ -2,19 +2,20 @@
 //! messages (one per head) and LeRobot's per-frame parquet rows. `sarm
 //! label` and `sarm run` share this, so offline and live outputs agree.
 
+use sarm_runtime::episode::{EpisodeRewards, EpisodeSeries};
 use sarm_runtime::{FrameScore, HeadKind};
 
 use crate::msg::{Header, Progress, Time};
-use crate::progress_parquet::{interpolate, ProgressRow};
+use crate::progress_parquet::ProgressRow;
 
 /// Turns scores into Progress messages: sequence numbers and per-head
-/// rewards (progress minus the head's previous progress in the episode).
+/// rewards (the engine's [`EpisodeRewards`]).
 #[derive(Debug, Clone)]
 pub struct ProgressStamper {
     robot_id: String,
     frame_id: String,
     seq: u64,
-    previous: Vec<Option<f32>>,
+    rewards: EpisodeRewards,
 }
 
 impl ProgressStamper {
@@ -23,7 +24,7 @@ impl ProgressStamper {
             robot_id: robot_id.to_string(),
             frame_id: frame_id.to_string(),
             seq: 0,
-            previous: vec![None; heads],
+            rewards: EpisodeRewards::new(heads),
         }
     }
 
@@ -38,7 +39,7 @@ impl ProgressStamper {
 
     /// A new episode: rewards restart from its first frame.
     pub fn reset_episode(&mut self) {
-        self.previous.iter_mut().for_each(|p| *p = None);
+        self.rewards.reset();
     }
 
     /// The Progress messages of `score` (stamped with its camera frame's stamp).
@@ -50,14 +51,7 @@ impl ProgressStamper {
     ) -> Vec<Progress> {
         let mut out = Vec::with_capacity(score.heads.len());
         for (hi, h) in score.heads.iter().enumerate() {
-            let reward = match self.previous.get_mut(hi) {
-                Some(prev) => {
-                    let r = prev.map_or(0.0, |p| h.progress - p);
-                    *prev = Some(h.progress);
-                    r
-                }
-                None => 0.0,
-            };
+            let reward = self.rewards.reward(hi, h.progress);
             self.seq += 1;
             out.push(Progress {
                 header: Header {
@@ -82,70 +76,48 @@ impl ProgressStamper {
     }
 }
 
-/// The scored frames of one episode, for LeRobot's parquet.
+/// The scored frames of one episode, for LeRobot's parquet (the engine's
+/// [`EpisodeSeries`] as parquet rows).
 #[derive(Debug, Clone, Default)]
 pub struct EpisodeProgress {
-    heads: Vec<HeadKind>,
-    frames: Vec<i64>,
-    progress: Vec<Vec<f32>>,
+    series: EpisodeSeries,
 }
 
 impl EpisodeProgress {
     pub fn new(heads: Vec<HeadKind>) -> Self {
         EpisodeProgress {
-            progress: vec![Vec::new(); heads.len()],
-            heads,
-            frames: Vec::new(),
+            series: EpisodeSeries::new(heads),
         }
     }
 
     pub fn push(&mut self, score: &FrameScore) {
-        self.frames.push(score.frame_index as i64);
-        for (hi, h) in score.heads.iter().enumerate() {
-            if let Some(col) = self.progress.get_mut(hi) {
-                col.push(h.progress);
-            }
-        }
+        self.series.push(score);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.series.is_empty()
     }
 
     pub fn scored(&self) -> usize {
-        self.frames.len()
+        self.series.scored()
     }
 
     pub fn clear(&mut self) {
-        self.frames.clear();
-        self.progress.iter_mut().for_each(Vec::clear);
+        self.series.clear();
     }
 
     /// One row per frame of the episode (`frames` at the model's rate, at
     /// least one past the last scored frame), interpolated between scored
     /// frames as LeRobot's `--stride` does.
     pub fn rows(&self, frames: i64, episode_index: i64, index_offset: i64) -> Vec<ProgressRow> {
-        let frames = frames.max(self.frames.iter().map(|f| f + 1).max().unwrap_or(0));
-        let column = |hi: usize| interpolate(&self.frames, &self.progress[hi], 0..frames);
-        let sparse = self
-            .heads
-            .iter()
-            .position(|h| *h == HeadKind::Sparse)
-            .map(column)
-            .unwrap_or_else(|| column(0));
-        let dense = self
-            .heads
-            .iter()
-            .position(|h| *h == HeadKind::Dense)
-            .filter(|_| self.heads.len() > 1)
-            .map(column);
-        (0..frames as usize)
+        let c = self.series.columns(frames);
+        (0..c.sparse.len())
             .map(|f| ProgressRow {
                 index: index_offset + f as i64,
                 episode_index,
                 frame_index: f as i64,
-                progress_sparse: sparse[f],
-                progress_dense: dense.as_ref().map(|d| d[f]),
+                progress_sparse: c.sparse[f],
+                progress_dense: c.dense.as_ref().map(|d| d[f]),
             })
             .collect()
     }

@@ -6,8 +6,9 @@ use zenoh::Session;
 
 use crate::dds::{DdsConfig, DdsError, DdsNode, DdsPublisher};
 use crate::msg::{
-    normalize_type, CompressedImage, DiagnosticArray, EpisodeEvent, Float64MultiArray, Image,
-    JointState, JointTrajectory, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight,
+    normalize_type, Clock, CompressedImage, DiagnosticArray, EpisodeEvent, Float64MultiArray,
+    Image, JointState, JointTrajectory, PolicyControl, PolicyEvent, Progress, RosMessage,
+    SampleWeight,
 };
 use crate::qos::TopicQos;
 use crate::zenoh_link::{
@@ -15,7 +16,10 @@ use crate::zenoh_link::{
 };
 
 /// Which transport carries ROS 2 topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     /// DDS (RTPS) via ros2-client: what rmw_fastrtps / rmw_cyclonedds nodes speak.
     Dds,
@@ -42,6 +46,8 @@ pub enum TransportError {
         type_name: &'static str,
         message: String,
     },
+    #[error(transparent)]
+    InProc(#[from] crate::inproc::InProcError),
     #[error("message type {0} is not one sarm knows (sensor_msgs Image/CompressedImage/JointState, diagnostic_msgs/DiagnosticArray, sarm_msgs)")]
     UnknownType(String),
 }
@@ -53,15 +59,19 @@ impl TransportError {
             TransportError::Dds(_) => "dds",
             TransportError::Zenoh(_) => "zenoh",
             TransportError::Decode { .. } => "cdr",
+            TransportError::InProc(crate::inproc::InProcError::Malformed { .. }) => "cdr",
+            TransportError::InProc(_) => "inproc",
             TransportError::UnknownType(_) => "unknown_type",
         }
     }
 }
 
-/// A joined transport: a DDS node, or a Zenoh session with an rmw_zenoh node.
+/// A joined transport: a DDS node, a Zenoh session with an rmw_zenoh
+/// node, or the in-process bus (tests, benchmarks).
 pub enum Transport {
     Dds(Box<DdsNode>),
     Zenoh { session: Session, node: RmwNode },
+    InProcess(crate::inproc::Bus),
 }
 
 impl Transport {
@@ -93,6 +103,7 @@ impl Transport {
         Ok(match self {
             Transport::Dds(node) => Box::new(node.publisher::<T>(topic, qos)?),
             Transport::Zenoh { node, .. } => Box::new(node.publisher::<T>(topic, qos)?),
+            Transport::InProcess(bus) => Box::new(bus.publisher::<T>(topic)?),
         })
     }
 
@@ -111,6 +122,7 @@ impl Transport {
             Ok(match t {
                 Transport::Dds(node) => Box::new(node.publisher::<T>(topic, qos)?),
                 Transport::Zenoh { node, .. } => Box::new(node.publisher::<T>(topic, qos)?),
+                Transport::InProcess(bus) => Box::new(bus.publisher::<T>(topic)?),
             })
         }
         match normalize_type(type_name).as_str() {
@@ -125,6 +137,7 @@ impl Transport {
             "sarm_msgs/msg/PolicyControl" => typed::<PolicyControl>(self, topic, qos),
             "std_msgs/msg/Float64MultiArray" => typed::<Float64MultiArray>(self, topic, qos),
             "trajectory_msgs/msg/JointTrajectory" => typed::<JointTrajectory>(self, topic, qos),
+            "rosgraph_msgs/msg/Clock" => typed::<Clock>(self, topic, qos),
             other => Err(TransportError::UnknownType(other.to_string())),
         }
     }
@@ -140,6 +153,7 @@ impl Transport {
         Ok(match self {
             Transport::Dds(node) => Box::new(node.subscribe::<T>(topic, qos)?),
             Transport::Zenoh { node, .. } => Box::new(node.subscriber::<T>(topic, qos, capacity)?),
+            Transport::InProcess(bus) => Box::new(bus.subscriber::<T>(topic, qos, capacity)?),
         })
     }
 
@@ -147,7 +161,7 @@ impl Transport {
     pub fn zenoh_session(&self) -> Option<&Session> {
         match self {
             Transport::Zenoh { session, .. } => Some(session),
-            Transport::Dds(_) => None,
+            Transport::Dds(_) | Transport::InProcess(_) => None,
         }
     }
 }

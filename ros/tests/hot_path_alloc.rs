@@ -1,11 +1,12 @@
 //! The node's hot path allocates nothing per scored frame outside the
 //! third-party calls it makes.
 //!
-//! A counting global allocator counts, on the assembler's thread only, every
+//! A counting global allocator counts, on the test's thread only, every
 //! allocation made while the assembler takes in a camera frame or a joint
-//! state and scores what is due: clock, pairing, decoding into the reused
-//! RGB buffer, preprocessing, the embedding cache, window assembly, progress
-//! math, statistics and the hand-off to the outputs thread. Each allocation
+//! state and the reward stage scores what is due: clock, pairing, the
+//! hand-off between them, decoding into the reused RGB buffer,
+//! preprocessing, the embedding cache, window assembly, progress math,
+//! RA-BC weights, statistics and the hand-off to the outputs thread. Each allocation
 //! is attributed through `sarm_runtime::alloc_scope` to the runtime's own
 //! code, tract's `run` (the model call), the JPEG decoder (zune-jpeg) or the
 //! resizer (fast_image_resize). The runtime's own share must be zero; the
@@ -25,18 +26,21 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sarm_ros::bag::read_bag;
 use sarm_ros::image::decode_compressed;
+use sarm_ros::msg::EventKind;
 use sarm_ros::msg::{CompressedImage, JointState, RosMessage};
-use sarm_ros::node::assemble::{Arrived, Assembler, AssemblerConfig, CameraMsg, Output};
+use sarm_ros::node::assemble::{Assembled, Assembler, AssemblerConfig};
+use sarm_ros::node::inputs::{Arrived, CameraMsg};
+use sarm_ros::node::reward::{Output, RewardConfig, RewardStage};
 use sarm_ros::node::stats::NodeStats;
-use sarm_ros::sync::SyncConfig;
 use sarm_runtime::alloc_scope::{current, Scope};
-use sarm_runtime::{Bundle, FrameData, Precision, Scorer, ScorerConfig};
+use sarm_runtime::rabc::RabcParams;
+use sarm_runtime::sync::SyncConfig;
+use sarm_runtime::{Bundle, Clock, FrameData, HeadKind, Precision, Scorer, ScorerConfig};
 
 #[path = "../../runtime/tests/common/backends.rs"]
 mod backends;
@@ -48,14 +52,21 @@ thread_local! {
 }
 
 const SCOPES: usize = Scope::ALL.len();
-static COUNT: [AtomicU64; SCOPES] = [const { AtomicU64::new(0) }; SCOPES];
-static BYTES: [AtomicU64; SCOPES] = [const { AtomicU64::new(0) }; SCOPES];
+
+thread_local! {
+    /// Per thread: the tests run in parallel and count only their own thread.
+    static COUNTS: Cell<[(u64, u64); SCOPES]> = const { Cell::new([(0, 0); SCOPES]) };
+}
 
 fn note(size: usize) {
     if TRACK.with(|t| t.get()) {
         let i = current() as usize;
-        COUNT[i].fetch_add(1, Ordering::Relaxed);
-        BYTES[i].fetch_add(size as u64, Ordering::Relaxed);
+        COUNTS.with(|c| {
+            let mut v = c.get();
+            v[i].0 += 1;
+            v[i].1 += size as u64;
+            c.set(v);
+        });
     }
 }
 
@@ -97,14 +108,7 @@ impl Counts {
 }
 
 fn snapshot() -> Counts {
-    let mut c = Counts::default();
-    for i in 0..SCOPES {
-        c.0[i] = (
-            COUNT[i].load(Ordering::Relaxed),
-            BYTES[i].load(Ordering::Relaxed),
-        );
-    }
-    c
+    Counts(COUNTS.with(|c| c.get()))
 }
 
 /// Runs `f` with counting on for this thread; returns what it allocated.
@@ -155,15 +159,14 @@ struct Run {
     per_image: Vec<Counts>,
 }
 
-/// Feeds the episode through an assembler.
+/// Feeds the episode through an assembler and a reward stage, both on this
+/// thread (in the node they are two threads joined by the same channel).
 fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
+    let clock = Clock::wall();
+    let stats = Arc::new(NodeStats::new(clock.clone()));
     let (tx, rx) = crossbeam_channel::bounded::<Output>(4096);
+    let (atx, arx) = crossbeam_channel::bounded::<Assembled>(4096);
     let cfg = AssemblerConfig {
-        robot_id: "alloc-test".into(),
-        scorer: ScorerConfig {
-            precision,
-            ..ScorerConfig::default()
-        },
         sync: SyncConfig {
             cameras: 1,
             slop_ns: 20_000_000,
@@ -172,11 +175,37 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
         },
         auto_start: true,
         inactivity: None,
-        // Fed as fast as it scores: nothing is late.
-        max_lag: Duration::from_secs(3600),
+        max_frames: 1 << 20,
     };
-    let mut asm =
-        Assembler::new(bundle, cfg, Arc::new(NodeStats::new()), tx).expect("the assembler builds");
+    let mut asm = Assembler::new(bundle, cfg, stats.clone(), atx).expect("the assembler builds");
+    let mut reward = RewardStage::new(
+        bundle,
+        RewardConfig {
+            robot_id: "alloc-test".into(),
+            scorer: ScorerConfig {
+                precision,
+                ..ScorerConfig::default()
+            },
+            rabc: RabcParams {
+                chunk_size: 5,
+                ..RabcParams::default()
+            },
+            rabc_head: HeadKind::Sparse,
+            // Fed as fast as it scores: nothing is late.
+            max_lag: Duration::from_secs(3600),
+        },
+        &sarm_runtime::Backend::new(&sarm_runtime::BackendConfig::default())
+            .expect("tract needs no library"),
+        clock.clone(),
+        stats,
+        tx,
+    )
+    .expect("the reward stage builds");
+    let stage = |reward: &mut RewardStage| {
+        while let Ok(a) = arx.try_recv() {
+            reward.on(a);
+        }
+    };
     // Steady state: the windows are full and every statistic and drop
     // counter in use has its entry.
     const WARM_UP_FRAMES: u64 = 8;
@@ -190,16 +219,22 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
                 // What the camera input thread does: message and Arc.
                 let tick = Arc::new(Arrived {
                     msg: CameraMsg::Compressed(m.clone()),
-                    at: Instant::now(),
+                    at_ns: clock.now_ns(),
                 });
-                counted(|| asm.on_camera(tick))
+                counted(|| {
+                    asm.on_camera(tick, clock.now_ns());
+                    stage(&mut reward);
+                })
             }
             Input::Joints(m) => {
                 let js = Arrived {
                     msg: m.clone(),
-                    at: Instant::now(),
+                    at_ns: clock.now_ns(),
                 };
-                counted(|| asm.on_joints(js))
+                counted(|| {
+                    asm.on_joints(js, clock.now_ns());
+                    stage(&mut reward);
+                })
             }
         };
         let mut new_scores = 0;
@@ -217,7 +252,8 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
         }
         scored += new_scores;
     }
-    asm.end_episode(false, "end of the test episode");
+    asm.end_episode(EventKind::End, "end of the test episode", clock.now_ns());
+    stage(&mut reward);
     while let Ok(out) = rx.try_recv() {
         if matches!(out, Output::Score { .. }) {
             scored += 1;
@@ -298,7 +334,7 @@ fn scored_frame_allocations_per_backend() {
             Input::Joints(j) => joints = Some(j.position.iter().map(|v| *v as f32).collect()),
             Input::Camera(m) => {
                 camera_seen += 1;
-                if (camera_seen - 1) % step != 0 {
+                if !(camera_seen - 1).is_multiple_of(step) {
                     continue;
                 }
                 if let Some(j) = &joints {

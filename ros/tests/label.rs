@@ -20,8 +20,9 @@ use backends::{tolerance, Tolerance};
 /// `sarm label` against LeRobot fp32 per backend x precision: |progress|
 /// within `value` where the stage agrees, and the stage agreeing on at
 /// least `agreement` of the frames (fp32: all). int8 runs the int8 image
-/// encoder (features within cosine 0.89 of fp32 on these synthetic
-/// frames): measured bounds.
+/// encoder (features within cosine 0.98 of fp32 on these synthetic
+/// frames, stem and blocks 0-2 float): bounds measured with the previous
+/// all-int8 encoder (cosine 0.89), kept as they are.
 const TOLERANCES: &[Tolerance] = &[
     Tolerance {
         backend: BackendKind::Tract,
@@ -273,4 +274,79 @@ fn label_reports_a_wrong_topic_clearly() {
         stderr.contains("/camera/front") && stderr.contains("/camera/top/image_raw/compressed"),
         "{stderr}"
     );
+}
+
+/// Several bags in one call (`--jobs 2`): one episode each, numbered from
+/// `--episode-index`, their `index` ranges following on from
+/// `--index-offset` in the order the bags were given, each episode's
+/// progress LeRobot's, whichever worker labelled it.
+#[test]
+fn several_bags_label_in_parallel_in_the_order_given() {
+    let reference = reference();
+    let n = reference["frames"].as_u64().unwrap() as usize;
+    let bag = fixture().join("bag");
+    let bag = bag.to_str().unwrap();
+    let (parquet, mcap, stdout) = label(&[bag, bag, "--jobs", "2"], "jobs");
+    assert!(
+        stdout.contains(&format!(
+            "labelled {} frames ({} scored) from 3 bags",
+            3 * n,
+            3 * n
+        )),
+        "{stdout}"
+    );
+    let table: Value = serde_json::from_str(&run_python("read_parquet.py", &parquet)).unwrap();
+    let data = &table["data"];
+    assert_eq!(data["index"].as_array().unwrap().len(), 3 * n);
+    for e in 0..3 {
+        for f in 0..n {
+            let row = e * n + f;
+            assert_eq!(data["index"][row], (1000 + row) as i64);
+            assert_eq!(data["episode_index"][row], (3 + e) as i64);
+            assert_eq!(data["frame_index"][row], f as i64);
+            for head in ["sparse", "dense"] {
+                let ours = data[format!("progress_{head}")][row].as_f64().unwrap();
+                let gold = reference["progress"][head][f].as_f64().unwrap();
+                assert!(
+                    (ours - gold).abs() <= 1e-4,
+                    "episode {e} {head} frame {f}: {ours} vs LeRobot {gold}"
+                );
+            }
+        }
+    }
+    // Every episode's Progress messages reach the MCAP, with its episode index.
+    let mut per_episode = [0usize; 3];
+    for l in run_python("read_mcap.py", &mcap).lines() {
+        let l: Value = serde_json::from_str(l).unwrap();
+        let e = l["msg"]["episode_index"].as_u64().unwrap() as usize;
+        per_episode[e - 3] += 1;
+    }
+    assert_eq!(per_episode, [2 * n; 3]);
+}
+
+/// A bag that cannot be labelled fails the call, naming it; nothing is written.
+#[test]
+fn a_bad_bag_among_several_fails_the_call_and_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("sarm-label-{}-badbag", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("sarm_progress.parquet");
+    let missing = dir.join("no-such-bag");
+    let o = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .arg("label")
+        .arg(fixture().join("bag"))
+        .arg(&missing)
+        .arg("--bundle")
+        .arg(root().join("models/sarm-test"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no-such-bag") && stderr.contains("1 of 2 bags"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

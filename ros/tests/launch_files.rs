@@ -76,13 +76,8 @@ fn node_configs_validate_and_name_existing_files() {
                 path.display(),
                 cfg.bundle.display()
             );
-            if !cfg.transport.zenoh_config.as_os_str().is_empty() {
-                assert!(
-                    cfg.transport.zenoh_config.exists(),
-                    "{}: {}",
-                    path.display(),
-                    cfg.transport.zenoh_config.display()
-                );
+            if let Some(z) = &cfg.transport.zenoh_config {
+                assert!(z.exists(), "{}: {}", path.display(), z.display());
             }
             n += 1;
         }

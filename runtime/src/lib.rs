@@ -14,9 +14,13 @@
 //!   step, global progress from the temporal proportions, and optional
 //!   confidence-weighted smoothing;
 //! - [`scorer`]: the per-episode loop tying them together;
-//! - [`rate`]: the model's frame clock (which camera frames are scored);
 //! - [`policy`]: policy bundles (LeRobot ACT), the policy step at the
-//!   control rate (action queue, temporal ensembling) and the safety layer.
+//!   control rate (action queue, temporal ensembling) and the safety layer;
+//! - [`episode`]: per-frame rewards, online RA-BC weights and the episode's
+//!   progress series (what the node and `sarm label` derive from scores);
+//! - [`clock`]: the robot clock (wall or ROS 2 sim time);
+//! - [`rate`]: the model's frame clock (which camera frames are scored);
+//! - [`sync`]: pairing camera frames with joint states by stamp.
 //!
 //! No middleware here: the wire (ROS 2, Zenoh, MCAP) lives in `sarm-ros`.
 
@@ -24,7 +28,9 @@ pub mod alloc_scope;
 pub mod backend;
 pub mod bundle;
 pub mod cache;
+pub mod clock;
 pub mod encoder;
+pub mod episode;
 pub mod policy;
 pub mod preprocess;
 pub mod progress;
@@ -34,10 +40,12 @@ pub mod reward;
 pub mod scorer;
 pub mod smoothing;
 pub mod state;
+pub mod sync;
 pub mod window;
 
 pub use backend::{Backend, BackendConfig, BackendError, BackendKind};
 pub use bundle::{Bundle, BundleError, HeadKind, Precision};
+pub use clock::{Clock, ClockSource};
 pub use scorer::{
     FrameData, FrameScore, HeadScore, PushTimings, ScoreError, Scorer, ScorerBackend, ScorerConfig,
 };

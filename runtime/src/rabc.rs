@@ -271,31 +271,86 @@ pub fn dataset_weights(
     episodes: &[&[f32]],
     params: &RabcParams,
 ) -> (DeltaStats, Vec<Vec<FrameWeight>>) {
-    let h = params.chunk_size;
-    let deltas = || {
-        episodes.iter().flat_map(move |p| {
-            (0..p.len()).map(move |t| delta_f64(p[t], p[future_index(t, h, p.len())]))
-        })
-    };
-    let stats = DeltaStats::of(deltas());
-    let weights = episodes
-        .iter()
-        .map(|p| {
-            (0..p.len())
-                .map(|t| {
-                    let f = future_index(t, h, p.len());
-                    let d = delta(p[t], p[f]);
-                    FrameWeight {
-                        frame_index: t,
-                        future_index: f,
-                        delta: d,
-                        weight: weight(d, stats, params),
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let mut weights = Vec::with_capacity(episodes.len());
+    let stats = dataset_weights_streamed::<std::convert::Infallible>(
+        |f| {
+            episodes.iter().for_each(|p| f(p));
+            Ok(())
+        },
+        params,
+        |_, w| {
+            weights.push(w.to_vec());
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|never| match never {});
     (stats, weights)
+}
+
+/// [`dataset_weights`] over a dataset read again for each of its three
+/// passes (mean, deviation, weights), so that only one episode need be in
+/// memory at a time (`sarm sink` reads its per-episode files). `episodes`
+/// must hand every episode's progress to its argument, in the same order,
+/// each time it is called; `emit` gets the statistics and each episode's
+/// weights in that order. The arithmetic is [`DeltaStats::of`]'s, in the same order, so
+/// the result is the same to the bit.
+pub fn dataset_weights_streamed<E>(
+    mut episodes: impl FnMut(&mut dyn FnMut(&[f32])) -> Result<(), E>,
+    params: &RabcParams,
+    mut emit: impl FnMut(&DeltaStats, &[FrameWeight]) -> Result<(), E>,
+) -> Result<DeltaStats, E> {
+    let h = params.chunk_size;
+    let deltas = |p: &[f32], f: &mut dyn FnMut(f64)| {
+        for t in 0..p.len() {
+            let d = delta_f64(p[t], p[future_index(t, h, p.len())]);
+            if !d.is_nan() {
+                f(d);
+            }
+        }
+    };
+    let (mut n, mut sum) = (0usize, 0.0f64);
+    episodes(&mut |p| {
+        deltas(p, &mut |d| {
+            n += 1;
+            sum += d;
+        })
+    })?;
+    let stats = if n == 0 {
+        DeltaStats::default()
+    } else {
+        let mean = sum / n as f64;
+        let mut sq = 0.0f64;
+        episodes(&mut |p| deltas(p, &mut |d| sq += (d - mean) * (d - mean)))?;
+        DeltaStats {
+            mean,
+            std: (sq / n as f64).sqrt(),
+        }
+    };
+    let mut failed = None;
+    let mut buf = Vec::new();
+    episodes(&mut |p| {
+        if failed.is_some() {
+            return;
+        }
+        buf.clear();
+        buf.extend((0..p.len()).map(|t| {
+            let f = future_index(t, h, p.len());
+            let d = delta(p[t], p[f]);
+            FrameWeight {
+                frame_index: t,
+                future_index: f,
+                delta: d,
+                weight: weight(d, stats, params),
+            }
+        }));
+        if let Err(e) = emit(&stats, &buf) {
+            failed = Some(e);
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +393,24 @@ mod tests {
             }
             assert_eq!(early, 0, "H = {h}");
         }
+    }
+
+    #[test]
+    fn streamed_statistics_are_the_two_pass_ones_to_the_bit() {
+        let a: Vec<f32> = (0..40).map(|i| (i as f32 * 0.21).sin().abs()).collect();
+        let b: Vec<f32> = (0..17).map(|i| 1.0 - i as f32 * 0.05).collect();
+        let params = RabcParams {
+            chunk_size: 5,
+            ..RabcParams::default()
+        };
+        let (stats, _) = dataset_weights(&[&a, &b], &params);
+        let h = params.chunk_size;
+        let all = [&a, &b].into_iter().flat_map(|p| {
+            (0..p.len()).map(move |t| delta_f64(p[t], p[future_index(t, h, p.len())]))
+        });
+        let two_pass = DeltaStats::of(all.collect::<Vec<_>>().into_iter());
+        assert_eq!(stats.mean.to_bits(), two_pass.mean.to_bits());
+        assert_eq!(stats.std.to_bits(), two_pass.std.to_bits());
     }
 
     #[test]

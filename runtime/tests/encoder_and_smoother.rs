@@ -17,7 +17,9 @@ use serde::Deserialize;
 /// `value` bounds max |diff| relative to the largest feature (fp32: the
 /// same float pipeline, only the order of accumulation differs), and
 /// `agreement` is the smallest cosine similarity accepted. int8 (QDQ,
-/// per-channel, calibrated on the bundle's frames) is a measured bound.
+/// per-channel, stem and blocks 0-2 float, calibrated on the bundle's
+/// frames): cosine 0.982-0.994 on the golden images with onnxruntime 1.32 in
+/// Python, optimised and exact QDQ (models/tools/tests/test_encoder_int8.py).
 const TOLERANCES: &[Tolerance] = &[
     Tolerance {
         backend: BackendKind::Tract,
@@ -35,13 +37,13 @@ const TOLERANCES: &[Tolerance] = &[
         backend: BackendKind::Tract,
         precision: Precision::Int8,
         value: 1.0,
-        agreement: 0.85,
+        agreement: 0.97,
     },
     Tolerance {
         backend: BackendKind::Ort,
         precision: Precision::Int8,
         value: 1.0,
-        agreement: 0.85,
+        agreement: 0.97,
     },
 ];
 

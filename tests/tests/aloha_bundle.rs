@@ -34,16 +34,23 @@ mod backends;
 /// Per backend x precision against LeRobot's fp32 golden: extra progress tolerance on top of
 /// the golden's `progress_abs`, and the LeRobot stage margin above which the stage must match
 /// (the golden's `stage_when_margin_above`, 0.2, unless raised here). Measured maxima are
-/// printed by the test; int8 runs the int8 image encoder, whose features are within cosine
-/// 0.91 of fp32 (bundle.toml, provenance.int8.image_encoder).
+/// printed by the test. int8 runs the int8 image encoder (feature cosine >= 0.988 vs fp32,
+/// bundle.toml provenance.int8.image_encoder); measured in Python with onnxruntime 1.32
+/// (models/tools/sim/eval_int8_encoder.py): |progress - LeRobot| at most 0.037 (optimised) and
+/// 0.049 (exact QDQ) where the stage matches, and no stage differs where the golden margin
+/// exceeds 0.2. The int8 margin is 0.75 because a uniform +-1 LSB pixel shift (the JPEG decoder
+/// difference) flips success_ep_0025 sparse frame 40 (golden margin 0.742) in int8.
 const TOLERANCES: &[(BackendKind, Precision, f64, f64)] = &[
     (BackendKind::Tract, Precision::Fp32, 0.0, 0.2),
     (BackendKind::Ort, Precision::Fp32, 0.0, 0.2),
-    (BackendKind::Tract, Precision::Int8, 0.06, 0.5),
-    (BackendKind::Ort, Precision::Int8, 0.06, 0.5),
+    (BackendKind::Tract, Precision::Int8, 0.04, 0.75),
+    (BackendKind::Ort, Precision::Int8, 0.04, 0.75),
 ];
 
 /// int8 vs fp32 on the same backend, over all committed held-out episodes and both heads.
+/// Measured with onnxruntime 1.32 in Python (EVAL.md, eval_int8_encoder.py): 99.51% stage
+/// agreement (404/406) both optimised and exact QDQ, max |progress diff| 0.037 / 0.049 where
+/// the stage agrees. The bounds are the 99% target and the measured maximum plus 0.01.
 const INT8_STAGE_AGREEMENT: f64 = 0.99;
 const INT8_PROGRESS_BOUND: f64 = 0.06;
 

@@ -162,25 +162,21 @@ def utc_now() -> str:
 
 
 def load_checkpoint(path: Path):
-    from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.policies.sarm.configuration_sarm import SARMConfig
-    from lerobot.policies.sarm.modeling_sarm import SARMRewardModel
+    """A SARM checkpoint of LeRobot 0.4.x, 0.5.x or 0.6+ (see checkpoint.py). Returns (model, info)."""
+    from sarm_export import checkpoint
 
     if not path.is_dir():
         raise ExportError(f"--checkpoint {path}: not a directory")
-    if not (path / "config.json").is_file():
-        raise ExportError(f"--checkpoint {path}: no config.json (expected a SARMRewardModel.save_pretrained folder)")
-    cfg_type = json.loads((path / "config.json").read_text()).get("type")
-    if cfg_type not in (None, "sarm"):
-        raise ExportError(f"--checkpoint {path}: config type is {cfg_type!r}, not 'sarm'")
-    cfg = PreTrainedConfig.from_pretrained(str(path), local_files_only=True)
-    if not isinstance(cfg, SARMConfig):
-        raise ExportError(f"--checkpoint {path}: config is {type(cfg).__name__}, not SARMConfig")
-    cfg.device = "cpu"
-    model = SARMRewardModel.from_pretrained(str(path), config=cfg, local_files_only=True)
-    model.to("cpu")
-    model.eval()
-    return model
+    try:
+        return checkpoint.load(path)
+    except checkpoint.CheckpointError as e:
+        raise ExportError(str(e)) from None
+
+
+def camera_of(image_key: str) -> str:
+    """The bundle's camera name for LeRobot's image_key (`observation.images.<camera>`)."""
+    prefix = "observation.images."
+    return image_key[len(prefix):] if image_key.startswith(prefix) else image_key
 
 
 def heads_of(cfg) -> dict:
@@ -452,8 +448,13 @@ def export_bundle(args: argparse.Namespace, ctx: ExportContext | None = None) ->
         raise ExportError("--image-encoder clip needs --clip-model DIR")
 
     log(f"loading SARM checkpoint {args.checkpoint}")
-    model = load_checkpoint(args.checkpoint)
+    model, ckpt_info = load_checkpoint(args.checkpoint)
     cfg = model.config
+    if ckpt_info["translated"]:
+        # Recorded only for checkpoints of another LeRobot layout, so re-exports of
+        # checkpoints in the installed layout stay byte-identical.
+        ctx.provenance_extra.setdefault("source_lerobot_layout", ckpt_info["layout"])
+        log(f"  checkpoint layout: {ckpt_info['layout']} (translated for {ckpt_info['installed']})")
     heads = heads_of(cfg)
     c_max = max(h["num_stages"] for h in heads.values())
     log(f"  annotation_mode={cfg.annotation_mode} hidden_dim={cfg.hidden_dim} layers={cfg.num_layers} "
@@ -613,7 +614,7 @@ def build_manifest(args, ctx, cfg, enc, heads, joint_names, mean, std, tasks, te
         "provenance": prov,
         "image_encoder": {
             "kind": enc.kind,
-            "cameras": ["top"],
+            "cameras": [camera_of(cfg.image_key)],
             "input": "pixels",
             "output": "features",
             "layout": pre.layout,

@@ -105,7 +105,8 @@ def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_fr
     manifest["precision"]["int8"]["image_encoder"] = file_entry(out, bundle)
     manifest["provenance"].setdefault("int8", {})["image_encoder"] = desc
     manifest["provenance"]["image_encoder_precision"] = (
-        "fp32 (image_encoder.file) and int8 ([precision.int8] image_encoder, QDQ per-channel)")
+        "fp32 (image_encoder.file) and int8 ([precision.int8] image_encoder, QDQ per-channel; "
+        "the nodes named in provenance.int8.image_encoder.float_prefixes stay float)")
     path.write_text(dumps(manifest, header=MANIFEST_HEADER, comments=MANIFEST_COMMENTS))
     log(f"wrote {path}")
     return desc
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=Path, nargs="+", required=True, metavar="PATH",
                     help="images (.png/.jpg) or rosbag2 episodes (folder or .mcap) to calibrate on; "
                          "never the held-out episodes the bundle is evaluated on")
-    ap.add_argument("--every", type=int, default=10, help="take every N-th frame of a bag")
-    ap.add_argument("--max-frames", type=int, default=64, help="calibrate on at most this many frames")
+    ap.add_argument("--every", type=int, default=5, help="take every N-th frame of a bag")
+    ap.add_argument("--max-frames", type=int, default=200, help="calibrate on at most this many frames")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:

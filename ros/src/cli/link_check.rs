@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sarm_ros::msg::{EpisodeEvent, Header, Progress, SampleWeight, Time};
+use sarm_ros::msg::{EpisodeEvent, EventKind, Header, Progress, SampleWeight, Time};
 use sarm_ros::trainer::{LinkSession, RobotLink, RobotLinkConfig, SpoolConfig, WhenFull};
 use sarm_ros::zenoh_link::now_ns;
 use sarm_runtime::rabc::{OnlineRabc, RabcParams};
@@ -125,22 +125,27 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
         !stop.load(Ordering::Relaxed) && link.next_seq() < args.records
     };
     'episodes: while link.next_seq() < args.records && !stop.load(Ordering::Relaxed) {
-        let event = |kind: u8, frames: u64, final_progress: f32| EpisodeEvent {
+        let event = |kind: EventKind, frames: u64, final_progress: f32| EpisodeEvent {
             header: header(),
             robot_id: robot_id.clone(),
             episode_index: episode,
-            event: kind,
+            event: kind.code(),
             frames,
             final_progress,
             reason: String::new(),
         };
-        link.send(&mut event(0, 0, 0.0))?;
+        link.send(&mut event(EventKind::Start, 0, 0.0))?;
         sent_here += 1;
         let mut weights = Vec::new();
         for f in 0..n {
             let (sparse, dense) = synthetic_progress(f, n);
-            for (head, p) in [("sparse", sparse), ("dense", dense)] {
-                if !pace(&link) {
+            for (i, (head, p)) in [("sparse", sparse), ("dense", dense)]
+                .into_iter()
+                .enumerate()
+            {
+                // A frame's heads go together, as the node sends them: the
+                // record target or a stop ends the run between frames only.
+                if !pace(&link) && i == 0 {
                     break 'episodes;
                 }
                 let mut msg = Progress {
@@ -183,7 +188,7 @@ pub fn run(args: &LinkCheckArgs) -> anyhow::Result<()> {
                 sent_here += 1;
             }
         }
-        link.send(&mut event(1, n as u64, 1.0))?;
+        link.send(&mut event(EventKind::End, n as u64, 1.0))?;
         sent_here += 1;
         episode += 1;
         // Progress every ten episodes.

@@ -24,9 +24,10 @@ pub fn init() {
     let env = EnvFilter::try_from_env("SARM_LOG").unwrap_or_else(|_| {
         // The middleware libraries log discovery chatter at warn level
         // (Zenoh warns that gossip is off, which sarm's loopback configs do
-        // on purpose); SARM_LOG=debug (or e.g. rustdds=warn) shows it.
+        // on purpose); onnxruntime logs every graph transformation at info.
+        // SARM_LOG=debug (or e.g. rustdds=warn, ort=info) shows it.
         EnvFilter::new(
-            "info,rustdds=error,ros2_client=error,zenoh=warn,zenoh::net::routing::hat=error",
+            "info,rustdds=error,ros2_client=error,zenoh=warn,zenoh::net::routing::hat=error,ort=warn",
         )
     });
     let layer = tracing_subscriber::fmt::layer()

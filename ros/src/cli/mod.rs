@@ -50,12 +50,13 @@ pub enum Command {
     /// 200 Hz joints) and reports its end-to-end latency and its overhead over
     /// the model step.
     Bench(bench::BenchArgs),
-    /// Score a recorded episode (rosbag2 MCAP) offline and write LeRobot's
-    /// sarm_progress.parquet (and optionally MCAP of Progress messages).
+    /// Score recorded episodes (rosbag2 MCAP bags, or a LeRobot dataset) offline
+    /// and write LeRobot's sarm_progress.parquet (and optionally MCAP of Progress
+    /// messages).
     ///
     /// Runs the engine's scorer exactly as a live node feeds it: images decoded, joints
     /// reordered by name, frames taken at the bundle's rate by header stamp.
-    Label(label::LabelArgs),
+    Label(Box<label::LabelArgs>),
     /// Run the node: score camera and joint topics live and publish stage,
     /// progress and episode events (the product's main job).
     ///

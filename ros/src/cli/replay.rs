@@ -12,6 +12,12 @@ use sarm_ros::transport::{Transport, TransportKind};
 use super::TransportArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "DDS and --interface: the participant advertises only the given \
+interfaces' addresses and sends only to locators reachable through them: with \
+--interface 127.0.0.1 only to 127.0.0.0/8, with a LAN address only to that interface's \
+subnet (plus multicast on those interfaces), whatever other addresses a peer advertises."
+)]
 pub struct ReplayArgs {
     /// rosbag2 bag: a folder with metadata.yaml, or a single .mcap file.
     #[arg(value_name = "BAG")]
@@ -110,8 +116,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    // Give reliable writers a moment to deliver the last samples, then
-    // remove the writers before their participant.
+    // Give reliable writers a moment to deliver the last samples. (Endpoints
+    // keep their participant alive, so the drop order does not matter.)
     std::thread::sleep(Duration::from_millis(300));
     drop(publishers);
     drop(transport);

@@ -8,8 +8,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use sarm_ros::node::config::NodeConfig;
+use sarm_ros::msg::EventKind;
+use sarm_ros::node::config::{NodeConfig, SourceKind};
 use sarm_ros::node::{self, RunSummary};
+use sarm_ros::transport::TransportKind;
+use sarm_runtime::ClockSource;
+
+use sarm_runtime::Precision;
+
+/// One precision (`sarm run` runs one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnePrecision {
+    Fp32,
+    Int8,
+}
+
+impl From<OnePrecision> for Precision {
+    fn from(p: OnePrecision) -> Self {
+        match p {
+            OnePrecision::Fp32 => Precision::Fp32,
+            OnePrecision::Int8 => Precision::Int8,
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -24,15 +45,15 @@ pub struct RunArgs {
     /// inside the process (sets `source.kind = "bag"`).
     #[arg(long)]
     pub bag: Option<PathBuf>,
-    /// `dds` or `zenoh` (overrides `transport.kind`).
-    #[arg(long)]
-    pub transport: Option<String>,
+    /// Overrides `transport.kind`.
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
     /// Overrides `robot_id`.
     #[arg(long)]
     pub robot_id: Option<String>,
-    /// `fp32` or `int8` (overrides `precision`).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Overrides `precision`.
+    #[arg(long, value_enum)]
+    pub precision: Option<OnePrecision>,
     /// Results folder (overrides `output_dir`).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -42,11 +63,15 @@ pub struct RunArgs {
     /// Replay speed of a bag source (overrides `source.rate`).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Follow ROS 2 simulated time on `/clock` (sets `time.source = "sim"`,
+    /// as `use_sim_time` does).
+    #[arg(long)]
+    pub use_sim_time: bool,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub print_config: bool,
     /// ROS 2 arguments as `ros2 launch` passes them (`--ros-args -p key:=value ...`);
-    /// `-p config:=`, `bundle:=`, `robot_id:=`, `transport:=` are understood.
+    /// `-p config:=`, `bundle:=`, `robot_id:=`, `transport:=`, `use_sim_time:=` are understood.
     #[arg(long = "ros-args", num_args = 0.., allow_hyphen_values = true, value_name = "ARGS")]
     pub ros_args: Vec<String>,
 }
@@ -73,20 +98,20 @@ pub(super) fn embedded_default() -> NodeConfig {
     let episode = aloha.join("episodes").join("success_ep_0025").join("bag");
     if aloha.join("bundle.toml").exists() && episode.exists() {
         cfg.bundle = aloha;
-        cfg.source.bag = episode;
+        cfg.source.bag = Some(episode);
     } else {
         cfg.bundle = locate(Path::new("models/sarm-test"));
-        cfg.source.bag = locate(Path::new("ros/tests/fixtures/label/bag"));
+        cfg.source.bag = Some(locate(Path::new("ros/tests/fixtures/label/bag")));
     }
-    cfg.source.kind = "bag".into();
-    cfg.transport.kind = "zenoh".into();
+    cfg.source.kind = SourceKind::Bag;
+    cfg.transport.kind = TransportKind::Zenoh;
     cfg.transport.zenoh_scouting = false;
     cfg.transport.zenoh_listen = vec!["tcp/127.0.0.1:0".into()];
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    cfg.output_dir = PathBuf::from("sarm_out").join(format!("run-{secs}"));
+    cfg.output_dir = Some(PathBuf::from("sarm_out").join(format!("run-{secs}")));
     cfg
 }
 
@@ -117,10 +142,13 @@ fn apply_ros_args(cfg: &mut NodeConfig, args: &[String]) -> anyhow::Result<()> {
                         continue;
                     };
                     for (k, v) in params {
-                        let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                            continue;
+                        let value = match v {
+                            serde_yaml::Value::String(s) => s.clone(),
+                            serde_yaml::Value::Bool(b) => b.to_string(),
+                            _ => continue,
                         };
-                        apply_param(cfg, k, v)?;
+                        let Some(k) = k.as_str() else { continue };
+                        apply_param(cfg, k, &value)?;
                     }
                 }
             }
@@ -136,15 +164,30 @@ fn apply_param(cfg: &mut NodeConfig, key: &str, value: &str) -> anyhow::Result<(
     }
     match key {
         "config" => {
-            let keep = std::mem::take(&mut cfg.output_dir);
+            let keep = cfg.output_dir.take();
             *cfg = NodeConfig::load(&locate(Path::new(value)))?;
-            if cfg.output_dir.as_os_str().is_empty() {
+            if cfg.output_dir.is_none() {
                 cfg.output_dir = keep;
             }
         }
         "bundle" => cfg.bundle = locate(Path::new(value)),
         "robot_id" => cfg.robot_id = value.to_string(),
-        "transport" => cfg.transport.kind = value.to_string(),
+        "transport" => {
+            cfg.transport.kind = match value {
+                "dds" => TransportKind::Dds,
+                "zenoh" => TransportKind::Zenoh,
+                other => anyhow::bail!("ROS parameter transport:={other}: expected dds or zenoh"),
+            }
+        }
+        "use_sim_time" => {
+            cfg.time.source = match value {
+                "true" | "True" | "1" => ClockSource::Sim,
+                "false" | "False" | "0" => ClockSource::Wall,
+                other => {
+                    anyhow::bail!("ROS parameter use_sim_time:={other}: expected true or false")
+                }
+            }
+        }
         other => tracing::warn!("ignoring unknown ROS parameter {other}"),
     }
     Ok(())
@@ -162,20 +205,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         cfg.bundle = locate(b);
     }
     if let Some(b) = &args.bag {
-        cfg.source.kind = "bag".into();
-        cfg.source.bag = locate(b);
+        cfg.source.kind = SourceKind::Bag;
+        cfg.source.bag = Some(locate(b));
     }
-    if let Some(t) = &args.transport {
-        cfg.transport.kind = t.clone();
+    if let Some(t) = args.transport {
+        cfg.transport.kind = t;
+    }
+    if args.use_sim_time {
+        cfg.time.source = ClockSource::Sim;
     }
     if let Some(r) = &args.robot_id {
         cfg.robot_id = r.clone();
     }
-    if let Some(p) = &args.precision {
-        cfg.precision = p.clone();
+    if let Some(p) = args.precision {
+        cfg.precision = p.into();
     }
     if let Some(o) = &args.output_dir {
-        cfg.output_dir = o.clone();
+        cfg.output_dir = Some(o.clone());
     }
     if let Some(d) = args.domain_id {
         cfg.transport.domain_id = d;
@@ -185,7 +231,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     cfg.validate()?;
     if args.print_config {
-        println!("{cfg:#?}");
+        print!("{}", toml::to_string(&cfg)?);
         return Ok(());
     }
     if embedded {
@@ -193,8 +239,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             "sarm run: the embedded default: {} scores {} replayed in real time over Zenoh \
              (peer, loopback, in process); results go to {}",
             cfg.bundle.display(),
-            cfg.source.bag.display(),
-            cfg.output_dir.display()
+            cfg.source
+                .bag
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display(),
+            cfg.output_dir
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -212,7 +265,11 @@ fn print_summary(cfg: &NodeConfig, s: &RunSummary) {
         println!(
             "  episode {}: {} after {} frames, final progress {:.3}{}",
             e.episode_index,
-            if e.event == 2 { "aborted" } else { "ended" },
+            if e.kind() == Some(EventKind::Abort) {
+                "aborted"
+            } else {
+                "ended"
+            },
             e.frames,
             e.final_progress,
             if e.reason.is_empty() {
@@ -223,9 +280,12 @@ fn print_summary(cfg: &NodeConfig, s: &RunSummary) {
         );
     }
     println!(
-        "  {} Progress messages published ({} publish errors)",
-        s.outputs.progress_published, s.outputs.publish_errors
+        "  {} Progress messages published",
+        s.outputs.progress_published
     );
+    for (sink, n) in &s.outputs.sink_errors {
+        println!("  sink {sink}: {n} errors");
+    }
     for (k, v) in &s.counts {
         println!("  {k}: {v}");
     }
@@ -241,8 +301,8 @@ fn print_summary(cfg: &NodeConfig, s: &RunSummary) {
             println!("    {name:<18} {p50:>8.2} {p99:>8.2} {n:>9}");
         }
     }
-    if !s.outputs.files.is_empty() {
-        println!("  results in {}:", cfg.output_dir.display());
+    if let (false, Some(dir)) = (s.outputs.files.is_empty(), &cfg.output_dir) {
+        println!("  results in {}:", dir.display());
         for f in &s.outputs.files {
             println!("    {}", f.display());
         }

@@ -33,8 +33,10 @@ pub struct SinkArgs {
     /// Progress head the weights use: sparse or dense (LeRobot: rabc_head_mode).
     #[arg(long, default_value = "sparse", value_parser = ["sparse", "dense"])]
     pub head: String,
-    /// Seconds between rewrites of the parquet files (besides episode ends and exit).
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds between rewrites of the combined parquet files while records
+    /// come (besides exit). Each rewrite streams the whole dataset from the
+    /// per-episode files in parts/, which are written as episodes end.
+    #[arg(long, default_value_t = 60.0)]
     pub parquet_period: f64,
     #[command(flatten)]
     pub zenoh: ZenohArgs,
@@ -48,7 +50,10 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
             kappa: args.kappa,
             epsilon: args.epsilon,
         },
-        head: args.head.clone(),
+        head: args
+            .head
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--head: {e}"))?,
         parquet_period: std::time::Duration::from_secs_f64(args.parquet_period.max(0.1)),
         ..SinkConfig::default()
     };
@@ -81,8 +86,16 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
             );
         }
         eprintln!(
-            "sarm sink: {}: {} records ({} progress rows, {} episodes), {} duplicates dropped, {} lost, {} recovered from the spool; delay p50 {:.1} ms, p99 {:.1} ms",
-            s.robot_id, s.records, s.progress_rows, s.episodes, s.duplicates, s.lost, s.recovered, s.delay_ms_p50, s.delay_ms_p99
+            "sarm sink: {}: {} records ({} progress rows, {} episodes), {} duplicates dropped, {} lost, {} recovered from the spool; this run's live delay p50 {:.1} ms, p99 {:.1} ms",
+            s.robot_id,
+            s.records,
+            s.progress_rows,
+            s.episodes,
+            s.duplicates,
+            s.lost,
+            s.recovered,
+            s.this_run_delay_ms_p50,
+            s.this_run_delay_ms_p99
         );
     }
     // The summary as JSON on stdout (a closed stdout is not an error here).

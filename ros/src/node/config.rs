@@ -1,39 +1,47 @@
-//! `sarm run`'s configuration: one TOML file, validated at start-up with
-//! errors that name the key, plus CLI overrides of the common keys.
+//! `sarm run`'s configuration: one TOML file, typed and validated at
+//! start-up, plus CLI overrides of the common keys.
 //!
-//! Every key has a default, so an empty file is a valid config; see
-//! `launch/default.toml` for the annotated full set.
+//! Enum-like keys are Rust enums (an unknown value is refused with the
+//! allowed ones), optional paths are `Option`s (absent = none), unknown keys
+//! are refused by name, and every error names its key. Every key has a
+//! default, so an empty file is a valid config; `launch/default.toml` is the
+//! annotated full set (a test keeps the two in step).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use sarm_runtime::{BackendConfig, ClockSource, HeadKind, Precision};
+use serde::{Deserialize, Serialize};
 
+use crate::trainer::WhenFull;
+use crate::transport::TransportKind;
 use crate::zenoh_link::RosDistro;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Identifies this robot on the trainer link (`sarm/<robot_id>/…`) and in messages.
     pub robot_id: String,
     /// Model bundle folder.
     pub bundle: PathBuf,
-    /// `fp32` or `int8`.
-    pub precision: String,
+    pub precision: Precision,
     /// Score every N-th frame of the model's clock.
     pub stride: usize,
     /// Confidence-weighted smoothing of progress (the SARM paper's).
     pub smoothing: bool,
-    /// Folder for the results (MCAP of the outputs, parquet); empty = none.
-    pub output_dir: PathBuf,
+    /// Folder for the results (MCAP of the outputs, parquet); none if unset.
+    pub output_dir: Option<PathBuf>,
     pub source: SourceConfig,
     pub transport: TransportSection,
+    pub time: TimeConfig,
     pub inputs: InputsConfig,
     pub outputs: OutputsConfig,
     pub episode: EpisodeConfig,
     pub trainer: TrainerConfig,
     pub rabc: RabcConfig,
+    /// The inference backend (tract, or onnxruntime loaded at run time).
+    pub backend: BackendConfig,
 }
 
 impl Default for NodeConfig {
@@ -41,29 +49,41 @@ impl Default for NodeConfig {
         NodeConfig {
             robot_id: "robot".into(),
             bundle: PathBuf::from("models/sarm-test"),
-            precision: "fp32".into(),
+            precision: Precision::Fp32,
             stride: 1,
             smoothing: false,
-            output_dir: PathBuf::new(),
+            output_dir: None,
             source: SourceConfig::default(),
             transport: TransportSection::default(),
+            time: TimeConfig::default(),
             inputs: InputsConfig::default(),
             outputs: OutputsConfig::default(),
             episode: EpisodeConfig::default(),
             trainer: TrainerConfig::default(),
             rabc: RabcConfig::default(),
+            backend: BackendConfig::default(),
         }
     }
 }
 
 /// Where camera and joint messages come from.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Subscribe on the transport.
+    #[default]
+    Topics,
+    /// Replay `source.bag` onto the transport from inside this process, and
+    /// subscribe to it.
+    Bag,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    /// `topics`: subscribe on the transport. `bag`: replay `bag` in real
-    /// time onto the transport from inside this process, and subscribe to it.
-    pub kind: String,
-    pub bag: PathBuf,
+    pub kind: SourceKind,
+    /// The rosbag2 episode for `kind = "bag"`.
+    pub bag: Option<PathBuf>,
     /// Replay speed for `bag`.
     pub rate: f64,
 }
@@ -71,58 +91,89 @@ pub struct SourceConfig {
 impl Default for SourceConfig {
     fn default() -> Self {
         SourceConfig {
-            kind: "topics".into(),
-            bag: PathBuf::new(),
+            kind: SourceKind::Topics,
+            bag: None,
             rate: 1.0,
         }
     }
 }
 
 /// How to join ROS 2.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportSection {
-    /// `dds` or `zenoh` (rmw_zenoh key layout).
-    pub kind: String,
+    pub kind: TransportKind,
     pub domain_id: u16,
     pub namespace: String,
     pub node_name: String,
-    /// DDS: interfaces (addresses) to use; empty = all.
+    /// DDS: the interfaces (addresses) the participant uses and the only
+    /// places it sends to; empty = all. On DDS the trainer link's default
+    /// Zenoh peer keeps to them too.
     pub interfaces: Vec<IpAddr>,
-    /// Zenoh: session config (JSON5); empty = Zenoh's defaults, peer mode.
-    pub zenoh_config: PathBuf,
+    /// Zenoh: session config (JSON5); unset = Zenoh's defaults, peer mode.
+    pub zenoh_config: Option<PathBuf>,
     pub zenoh_listen: Vec<String>,
     pub zenoh_connect: Vec<String>,
     /// Zenoh: multicast/gossip scouting.
     pub zenoh_scouting: bool,
     /// rmw_zenoh key format: `humble` or `jazzy` (also iron, kilted, rolling).
-    pub ros_distro: String,
+    pub ros_distro: RosDistro,
 }
 
 impl Default for TransportSection {
     fn default() -> Self {
         TransportSection {
-            kind: "dds".into(),
+            kind: TransportKind::Dds,
             domain_id: 0,
             namespace: "/".into(),
             node_name: "sarm".into(),
             interfaces: Vec::new(),
-            zenoh_config: PathBuf::new(),
+            zenoh_config: None,
             zenoh_listen: Vec::new(),
             zenoh_connect: Vec::new(),
             zenoh_scouting: true,
-            ros_distro: "jazzy".into(),
+            ros_distro: RosDistro::Jazzy,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// The node's clock (see `sarm_runtime::clock`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeConfig {
+    /// `wall`, or `sim`: ROS 2 simulated time from `clock_topic`
+    /// (`use_sim_time`); rates, timeouts and latencies follow it.
+    pub source: ClockSource,
+    /// rosgraph_msgs/Clock topic for `source = "sim"`.
+    pub clock_topic: String,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            source: ClockSource::Wall,
+            clock_topic: "/clock".into(),
+        }
+    }
+}
+
+/// The camera message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraType {
+    /// sensor_msgs/CompressedImage (JPEG, PNG).
+    #[default]
+    Compressed,
+    /// sensor_msgs/Image.
+    Raw,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputsConfig {
     /// Camera topic (the bundle's encoder reads it).
     pub camera: String,
-    /// `compressed` (sensor_msgs/CompressedImage) or `raw` (sensor_msgs/Image).
-    pub camera_type: String,
+    pub camera_type: CameraType,
     pub joints: String,
     /// Largest camera/joint stamp difference for a pair.
     pub slop_ms: f64,
@@ -136,7 +187,7 @@ impl Default for InputsConfig {
     fn default() -> Self {
         InputsConfig {
             camera: "/camera/top/image_raw/compressed".into(),
-            camera_type: "compressed".into(),
+            camera_type: CameraType::Compressed,
             joints: "/joint_states".into(),
             slop_ms: 20.0,
             max_wait_ms: 100.0,
@@ -145,7 +196,7 @@ impl Default for InputsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputsConfig {
     /// sarm_msgs/Progress topic (one message per scored frame and head).
@@ -178,7 +229,7 @@ impl Default for OutputsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EpisodeConfig {
     /// sarm_msgs/EpisodeEvent commands (start/end/abort) on this topic.
@@ -187,6 +238,9 @@ pub struct EpisodeConfig {
     pub inactivity_s: f64,
     /// Start an episode with the first frame instead of waiting for a start event.
     pub auto_start: bool,
+    /// End an episode after this many frames of the model's clock (a bound
+    /// on what an episode holds in memory).
+    pub max_frames: u64,
 }
 
 impl Default for EpisodeConfig {
@@ -195,20 +249,21 @@ impl Default for EpisodeConfig {
             control: "/sarm/episode_control".into(),
             inactivity_s: 2.0,
             auto_start: true,
+            max_frames: 100_000,
         }
     }
 }
 
 /// The robot's end of the trainer link (used when `outputs.trainer_link`
 /// is on).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainerConfig {
     /// The trainer link's own Zenoh session (JSON5, e.g.
     /// launch/zenoh/trainer-robot.json5: a TLS client of the trainer's
-    /// router). Empty: on the Zenoh transport, the ROS 2 session carries
-    /// the link; on DDS, a Zenoh peer session with Zenoh's defaults.
-    pub zenoh_config: PathBuf,
+    /// router). Unset: on the Zenoh transport, the ROS 2 session carries
+    /// the link; on DDS, a Zenoh peer session of its own.
+    pub zenoh_config: Option<PathBuf>,
     /// Endpoints the link's own session connects to (override the file's),
     /// e.g. `tls/trainer-host:7447`.
     pub zenoh_connect: Vec<String>,
@@ -217,14 +272,14 @@ pub struct TrainerConfig {
     pub connect_retry_s: f64,
     /// On-disk spool of records not yet acknowledged by the sink; kept
     /// across runs (sequence numbers and episode indices carry on from it).
-    /// Empty: `<output_dir>/spool`, or `sarm_spool/<robot_id>` without an
+    /// Unset: `<output_dir>/spool`, or `sarm_spool/<robot_id>` without an
     /// output folder.
-    pub spool_dir: PathBuf,
+    pub spool_dir: Option<PathBuf>,
     /// Upper bound of the spool.
     pub spool_max_mb: u64,
-    /// `drop_oldest` or `drop_newest` when the spool is full (counted,
-    /// logged, and reported to the sink).
-    pub when_full: String,
+    /// What to drop when the spool is full (counted, logged, and reported
+    /// to the sink).
+    pub when_full: WhenFull,
     /// Heartbeat period (and how often the spool is synced to disk).
     pub heartbeat_s: f64,
 }
@@ -232,27 +287,27 @@ pub struct TrainerConfig {
 impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
-            zenoh_config: PathBuf::new(),
+            zenoh_config: None,
             zenoh_connect: Vec::new(),
             connect_retry_s: 2.0,
-            spool_dir: PathBuf::new(),
+            spool_dir: None,
             spool_max_mb: 256,
-            when_full: "drop_oldest".into(),
+            when_full: WhenFull::DropOldest,
             heartbeat_s: 0.5,
         }
     }
 }
 
 /// RA-BC weights on the robot (LeRobot's rule, with running statistics).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabcConfig {
     /// H: the policy's action chunk, in scored frames (LeRobot's policies use 50).
     pub chunk_size: usize,
     pub kappa: f64,
     pub epsilon: f64,
-    /// Progress head the weights use: `sparse` or `dense`.
-    pub head: String,
+    /// Progress head the weights use.
+    pub head: HeadKind,
 }
 
 impl Default for RabcConfig {
@@ -262,7 +317,7 @@ impl Default for RabcConfig {
             chunk_size: p.chunk_size,
             kappa: p.kappa,
             epsilon: p.epsilon,
-            head: "sparse".into(),
+            head: HeadKind::Sparse,
         }
     }
 }
@@ -289,18 +344,18 @@ pub enum ConfigError {
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         message: message.into(),
     }
 }
 
 impl NodeConfig {
-    /// Reads and validates a TOML file.
+    /// Reads a TOML file (not yet validated: overrides come first).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -310,30 +365,65 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message,
         })?;
-        // Relative paths in the file are relative to the file.
+        // Relative paths in the file are relative to the file when they do
+        // not exist from the working directory.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.bundle,
-            &mut cfg.source.bag,
-            &mut cfg.transport.zenoh_config,
-            &mut cfg.trainer.zenoh_config,
-            &mut cfg.trainer.spool_dir,
-        ] {
-            if !p.as_os_str().is_empty() && p.is_relative() && !p.exists() {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() && !p.exists() {
                 let candidate = base.join(&*p);
                 if candidate.exists() {
                     *p = candidate;
                 }
             }
+        };
+        resolve(&mut cfg.bundle);
+        for p in [
+            &mut cfg.backend.ort_library,
+            &mut cfg.source.bag,
+            &mut cfg.transport.zenoh_config,
+            &mut cfg.trainer.zenoh_config,
+            &mut cfg.trainer.spool_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
         }
         Ok(cfg)
     }
 
+    /// Parses TOML. An error names the key (`transport.kind: unknown
+    /// variant "udp", expected "dds" or "zenoh"`) and the line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|s| {
+                    let start = s.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    // The value as written, when the message does not show it.
+                    let found = text.get(start..s.end.min(text.len())).unwrap_or("").trim();
+                    if found.is_empty() || message.contains(found.trim_matches('"')) {
+                        format!(" (line {line})")
+                    } else {
+                        format!(" (found {found}, line {line})")
+                    }
+                })
+                .unwrap_or_default();
+            if key == "." || key.is_empty() {
+                format!("{message}{at}")
+            } else {
+                format!("key `{key}`: {message}{at}")
+            }
+        })
     }
 
-    /// Checks every value; the first problem names its key.
+    /// Checks every value that its type does not; the first problem names
+    /// its key, the value found and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if crate::zenoh_link::TrainerKeys::new(&self.robot_id).is_err() {
             return Err(invalid(
@@ -344,62 +434,46 @@ impl NodeConfig {
                 ),
             ));
         }
-        if !matches!(self.precision.as_str(), "fp32" | "int8") {
-            return Err(invalid(
-                "precision",
-                format!("fp32 or int8, found {:?}", self.precision),
-            ));
-        }
         if self.stride == 0 {
-            return Err(invalid("stride", "must be >= 1"));
+            return Err(invalid("stride", "must be >= 1, found 0"));
         }
-        match self.source.kind.as_str() {
-            "topics" => {}
-            "bag" => {
-                if self.source.bag.as_os_str().is_empty() {
-                    return Err(invalid(
-                        "source.bag",
-                        "source.kind = \"bag\" needs a bag path",
-                    ));
-                }
-                if !self.source.bag.exists() {
-                    return Err(invalid(
-                        "source.bag",
-                        format!("{} does not exist", self.source.bag.display()),
-                    ));
-                }
-            }
-            other => {
+        match (&self.source.kind, &self.source.bag) {
+            (SourceKind::Bag, None) => {
                 return Err(invalid(
-                    "source.kind",
-                    format!("topics or bag, found {other:?}"),
+                    "source.bag",
+                    "source.kind = \"bag\" needs a bag path",
                 ))
             }
+            (SourceKind::Bag, Some(bag)) if !bag.exists() => {
+                return Err(invalid(
+                    "source.bag",
+                    format!("{} does not exist", bag.display()),
+                ))
+            }
+            _ => {}
         }
-        if !(self.source.rate.is_finite() && self.source.rate > 0.0) {
-            return Err(invalid(
-                "source.rate",
-                format!("must be > 0, found {}", self.source.rate),
-            ));
-        }
-        if !matches!(self.transport.kind.as_str(), "dds" | "zenoh") {
-            return Err(invalid(
-                "transport.kind",
-                format!("dds or zenoh, found {:?}", self.transport.kind),
-            ));
-        }
+        positive("source.rate", self.source.rate)?;
         if self.transport.domain_id > 232 {
-            return Err(invalid("transport.domain_id", "must be 0..=232"));
-        }
-        self.ros_distro()?;
-        if !self.transport.namespace.starts_with('/') {
-            return Err(invalid("transport.namespace", "must start with '/'"));
-        }
-        if !matches!(self.inputs.camera_type.as_str(), "compressed" | "raw") {
             return Err(invalid(
-                "inputs.camera_type",
-                format!("compressed or raw, found {:?}", self.inputs.camera_type),
+                "transport.domain_id",
+                format!("must be 0..=232, found {}", self.transport.domain_id),
             ));
+        }
+        if !self.transport.namespace.starts_with('/') {
+            return Err(invalid(
+                "transport.namespace",
+                format!("must start with '/', found {:?}", self.transport.namespace),
+            ));
+        }
+        for (key, file) in [
+            ("transport.zenoh_config", &self.transport.zenoh_config),
+            ("trainer.zenoh_config", &self.trainer.zenoh_config),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    return Err(invalid(key, format!("{} is not a file", f.display())));
+                }
+            }
         }
         for (key, topic) in [
             ("inputs.camera", &self.inputs.camera),
@@ -409,31 +483,21 @@ impl NodeConfig {
             ("outputs.weight", &self.outputs.weight),
             ("outputs.diagnostics", &self.outputs.diagnostics),
             ("episode.control", &self.episode.control),
+            ("time.clock_topic", &self.time.clock_topic),
         ] {
             crate::zenoh_link::rmw::resolve_topic(topic, &self.transport.namespace)
                 .map_err(|m| invalid(key, m))?;
         }
-        let non_negative = |key: &'static str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(invalid(key, format!("must be a number >= 0, found {v}")))
-            }
-        };
         non_negative("inputs.slop_ms", self.inputs.slop_ms)?;
         non_negative("inputs.max_wait_ms", self.inputs.max_wait_ms)?;
         non_negative("episode.inactivity_s", self.episode.inactivity_s)?;
-        if !(self.outputs.diagnostics_period_s.is_finite()
-            && self.outputs.diagnostics_period_s > 0.0)
-        {
-            return Err(invalid("outputs.diagnostics_period_s", "must be > 0"));
-        }
-        if self.inputs.queue < 2 || self.inputs.queue > 1 << 16 {
-            return Err(invalid("inputs.queue", "must be 2..=65536"));
-        }
-        if self.outputs.queue < 16 || self.outputs.queue > 1 << 20 {
-            return Err(invalid("outputs.queue", "must be 16..=1048576"));
-        }
+        positive(
+            "outputs.diagnostics_period_s",
+            self.outputs.diagnostics_period_s,
+        )?;
+        in_range("inputs.queue", self.inputs.queue as u64, 2, 1 << 16)?;
+        in_range("outputs.queue", self.outputs.queue as u64, 16, 1 << 20)?;
+        in_range("episode.max_frames", self.episode.max_frames, 1, 1 << 32)?;
         use sarm_runtime::rabc::RabcParamsError as R;
         self.rabc.params().validate().map_err(|e| {
             let key = match e {
@@ -443,55 +507,54 @@ impl NodeConfig {
             };
             invalid(key, e.to_string())
         })?;
-        if !matches!(self.rabc.head.as_str(), "sparse" | "dense") {
-            return Err(invalid(
-                "rabc.head",
-                format!("sparse or dense, found {:?}", self.rabc.head),
-            ));
-        }
-        if self.trainer.spool_max_mb < 1 {
-            return Err(invalid("trainer.spool_max_mb", "must be >= 1"));
-        }
-        self.when_full()?;
-        if !(self.trainer.heartbeat_s.is_finite() && self.trainer.heartbeat_s > 0.0) {
-            return Err(invalid("trainer.heartbeat_s", "must be > 0"));
-        }
-        if !(self.trainer.connect_retry_s.is_finite() && self.trainer.connect_retry_s > 0.0) {
-            return Err(invalid("trainer.connect_retry_s", "must be > 0"));
-        }
-        let z = &self.trainer.zenoh_config;
-        if !z.as_os_str().is_empty() && !z.is_file() {
-            return Err(invalid(
-                "trainer.zenoh_config",
-                format!("{} is not a file", z.display()),
-            ));
-        }
+        in_range(
+            "trainer.spool_max_mb",
+            self.trainer.spool_max_mb,
+            1,
+            1 << 40,
+        )?;
+        positive("trainer.heartbeat_s", self.trainer.heartbeat_s)?;
+        self.backend.validate().map_err(|e| match e {
+            sarm_runtime::BackendError::Config { key, message } => {
+                invalid(format!("backend.{key}"), message)
+            }
+            other => invalid("backend", other.to_string()),
+        })?;
+        positive("trainer.connect_retry_s", self.trainer.connect_retry_s)?;
         Ok(())
     }
 
     /// The trainer link's spool folder (see `trainer.spool_dir`).
     pub fn spool_dir(&self) -> PathBuf {
-        if !self.trainer.spool_dir.as_os_str().is_empty() {
-            self.trainer.spool_dir.clone()
-        } else if !self.output_dir.as_os_str().is_empty() {
-            self.output_dir.join("spool")
-        } else {
-            PathBuf::from("sarm_spool").join(&self.robot_id)
+        match (&self.trainer.spool_dir, &self.output_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(out)) => out.join("spool"),
+            (None, None) => PathBuf::from("sarm_spool").join(&self.robot_id),
         }
     }
+}
 
-    pub fn when_full(&self) -> Result<crate::trainer::WhenFull, ConfigError> {
-        self.trainer
-            .when_full
-            .parse()
-            .map_err(|m: String| invalid("trainer.when_full", m))
+fn non_negative(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a number >= 0, found {v}")))
     }
+}
 
-    pub fn ros_distro(&self) -> Result<RosDistro, ConfigError> {
-        self.transport
-            .ros_distro
-            .parse()
-            .map_err(|m: String| invalid("transport.ros_distro", m))
+fn positive(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a number > 0, found {v}")))
+    }
+}
+
+fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be {lo}..={hi}, found {v}")))
     }
 }
 
@@ -510,37 +573,184 @@ mod tests {
     fn unknown_keys_are_refused_by_name() {
         let e = NodeConfig::parse("[inputs]\ncamera_topic = \"/x\"\n").unwrap_err();
         assert!(e.contains("camera_topic"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]
-    fn bad_values_name_their_key() {
-        let bad = |text: &str, key: &str| {
-            let c = NodeConfig::parse(text).unwrap();
-            let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains(key), "{text}: {e}");
+    fn enum_keys_name_the_key_the_value_and_the_choices() {
+        let bad = |text: &str, key: &str, found: &str, allowed: &[&str]| {
+            let e = NodeConfig::parse(text).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+            assert!(e.contains(found), "{text}: {e}");
+            for a in allowed {
+                assert!(e.contains(a), "{text}: {e} lacks {a}");
+            }
         };
-        bad("precision = \"fp16\"", "`precision`");
-        bad("stride = 0", "`stride`");
-        bad("robot_id = \"a/b\"", "`robot_id`");
-        bad("[transport]\nkind = \"udp\"", "`transport.kind`");
+        bad(
+            "precision = \"fp16\"",
+            "precision",
+            "fp16",
+            &["fp32", "int8"],
+        );
+        bad(
+            "[transport]\nkind = \"udp\"",
+            "transport.kind",
+            "udp",
+            &["dds", "zenoh"],
+        );
         bad(
             "[transport]\nros_distro = \"foxy\"",
-            "`transport.ros_distro`",
+            "transport.ros_distro",
+            "foxy",
+            &["humble", "jazzy"],
         );
-        bad("[inputs]\nslop_ms = -1", "`inputs.slop_ms`");
-        bad("[inputs]\ncamera = \"/a b\"", "`inputs.camera`");
-        bad("[source]\nkind = \"bag\"", "`source.bag`");
-        bad("[outputs]\nqueue = 1", "`outputs.queue`");
-        bad("[rabc]\nchunk_size = 0", "`rabc.chunk_size`");
-        bad("[rabc]\nhead = \"both\"", "`rabc.head`");
-        bad("[trainer]\nwhen_full = \"block\"", "`trainer.when_full`");
+        bad(
+            "[source]\nkind = \"file\"",
+            "source.kind",
+            "file",
+            &["topics", "bag"],
+        );
+        bad(
+            "[inputs]\ncamera_type = \"jpeg\"",
+            "inputs.camera_type",
+            "jpeg",
+            &["compressed", "raw"],
+        );
+        bad(
+            "[rabc]\nhead = \"both\"",
+            "rabc.head",
+            "both",
+            &["sparse", "dense"],
+        );
+        bad(
+            "[trainer]\nwhen_full = \"block\"",
+            "trainer.when_full",
+            "block",
+            &["drop_oldest", "drop_newest"],
+        );
+        bad(
+            "[time]\nsource = \"gps\"",
+            "time.source",
+            "gps",
+            &["wall", "sim"],
+        );
+        bad(
+            "[transport]\ninterfaces = [\"localhost\"]",
+            "transport.interfaces[0]",
+            "localhost",
+            &["IP address"],
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_value() {
+        let bad = |text: &str, key: &str, found: &str| {
+            let c = NodeConfig::parse(text).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+            assert!(e.contains(found), "{text}: {e}");
+        };
+        bad("stride = 0", "stride", "0");
+        bad("robot_id = \"a/b\"", "robot_id", "a/b");
+        bad("[inputs]\nslop_ms = -1", "inputs.slop_ms", "-1");
+        bad("[inputs]\ncamera = \"/a b\"", "inputs.camera", "/a b");
+        bad("[source]\nkind = \"bag\"", "source.bag", "bag path");
+        bad("[source]\nrate = 0", "source.rate", "0");
+        bad("[outputs]\nqueue = 1", "outputs.queue", "1");
+        bad("[episode]\nmax_frames = 0", "episode.max_frames", "0");
+        bad("[rabc]\nchunk_size = 0", "rabc.chunk_size", "0");
         bad(
             "[trainer]\nconnect_retry_s = 0.0",
-            "`trainer.connect_retry_s`",
+            "trainer.connect_retry_s",
+            "0",
         );
         bad(
             "[trainer]\nzenoh_config = \"/nonexistent/trainer-robot.json5\"",
-            "`trainer.zenoh_config`",
+            "trainer.zenoh_config",
+            "/nonexistent/trainer-robot.json5",
         );
+        bad("[time]\nclock_topic = \"\"", "time.clock_topic", "");
+    }
+
+    /// `launch/default.toml` documents every key (set, or commented out for
+    /// optional ones) in its section, and sets none to a non-default value.
+    #[test]
+    fn default_toml_lists_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/default.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every key, with the optional ones given a value so they show up.
+        let d = NodeConfig::default();
+        let all = NodeConfig {
+            output_dir: Some("x".into()),
+            source: SourceConfig {
+                bag: Some("x".into()),
+                ..d.source.clone()
+            },
+            transport: TransportSection {
+                zenoh_config: Some("x".into()),
+                ..d.transport.clone()
+            },
+            trainer: TrainerConfig {
+                zenoh_config: Some("x".into()),
+                spool_dir: Some("x".into()),
+                ..d.trainer.clone()
+            },
+            backend: BackendConfig {
+                ort_library: Some("x".into()),
+                tensorrt_cache_dir: Some("x".into()),
+                ..d.backend.clone()
+            },
+            ..d
+        };
+        let value = toml::Value::try_from(&all).unwrap();
+        let mut keys = Vec::new();
+        fn walk(prefix: &str, v: &toml::Value, keys: &mut Vec<(String, String)>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    match v {
+                        toml::Value::Table(_) => walk(k, v, keys),
+                        _ => keys.push((prefix.to_string(), k.clone())),
+                    }
+                }
+            }
+        }
+        walk("", &value, &mut keys);
+        // Keys documented per section, commented or not.
+        let mut documented = Vec::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if let Some(s) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                if !l.contains('=') {
+                    section = s.to_string();
+                    continue;
+                }
+            }
+            if let Some((k, _)) = l.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    documented.push((section.clone(), k.to_string()));
+                }
+            }
+        }
+        for key in &keys {
+            assert!(
+                documented.contains(key),
+                "launch/default.toml does not document `{}.{}`",
+                key.0,
+                key.1
+            );
+        }
+        for key in &documented {
+            assert!(
+                keys.contains(key),
+                "launch/default.toml documents `{}.{}`, which is not a key",
+                key.0,
+                key.1
+            );
+        }
+        // What it sets is the default.
+        let parsed = NodeConfig::parse(&text).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
     }
 }

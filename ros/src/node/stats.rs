@@ -1,10 +1,20 @@
 //! The node's observability: per-stage latency histograms, rates and drops
 //! by reason, shared between the pipeline threads, turned into
 //! diagnostic_msgs/DiagnosticArray and log lines.
+//!
+//! Latencies along the pipeline (queue, receive->publish, trigger->publish,
+//! stamp->publish) and rates are on the node's clock, so under simulated
+//! time they are the simulation's (lockstep: the robot waits for nobody).
+//! The compute stages (decode, encode, reward, publish) are how long the
+//! computer took, on the monotonic clock.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use sarm_runtime::clock::duration_between;
+use sarm_runtime::Clock;
 
 use hdrhistogram::Histogram;
 
@@ -76,10 +86,16 @@ pub struct Live {
 
 #[derive(Debug)]
 struct Inner {
-    started: Instant,
+    /// Node-clock time of the first count (rates are per second since).
+    started_ns: Option<i64>,
     hist: BTreeMap<Stage, Histogram<u64>>,
     counts: BTreeMap<&'static str, u64>,
     drops: BTreeMap<&'static str, u64>,
+    /// Errors per sink.
+    errors: BTreeMap<&'static str, u64>,
+    /// Key/values that do not change while the node runs (the backend and
+    /// its execution providers), shown in /diagnostics.
+    fixed: Vec<(String, String)>,
     live: Live,
 }
 
@@ -87,16 +103,24 @@ struct Inner {
 #[derive(Debug)]
 pub struct NodeStats {
     inner: Mutex<Inner>,
+    clock: Clock,
+    /// Node-clock time up to which the assembler has done its timed work
+    /// (a lockstep simulator, or a test, waits for it).
+    assembled_until: AtomicI64,
+    /// Ticks the assembler handed on and the reward stage took up: their
+    /// difference is the reward stage's backlog.
+    ticks_handed_on: AtomicU64,
+    ticks_taken: AtomicU64,
 }
 
 impl Default for NodeStats {
     fn default() -> Self {
-        Self::new()
+        Self::new(Clock::wall())
     }
 }
 
 impl NodeStats {
-    pub fn new() -> Self {
+    pub fn new(clock: Clock) -> Self {
         let hist = Stage::ALL
             .iter()
             .map(|s| {
@@ -108,13 +132,44 @@ impl NodeStats {
             .collect();
         NodeStats {
             inner: Mutex::new(Inner {
-                started: Instant::now(),
+                started_ns: None,
                 hist,
                 counts: BTreeMap::new(),
                 drops: BTreeMap::new(),
+                errors: BTreeMap::new(),
+                fixed: Vec::new(),
                 live: Live::default(),
             }),
+            clock,
+            assembled_until: AtomicI64::new(i64::MIN),
+            ticks_handed_on: AtomicU64::new(0),
+            ticks_taken: AtomicU64::new(0),
         }
+    }
+
+    /// The assembler has done its timed work up to `now_ns`.
+    pub fn set_assembled_until(&self, now_ns: i64) {
+        self.assembled_until.fetch_max(now_ns, Ordering::AcqRel);
+    }
+
+    pub fn assembled_until(&self) -> i64 {
+        self.assembled_until.load(Ordering::Acquire)
+    }
+
+    pub fn tick_handed_on(&self) {
+        self.ticks_handed_on.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn tick_taken(&self) {
+        self.ticks_taken.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ticks handed on that the reward stage has not taken up yet.
+    pub fn reward_backlog(&self) -> u64 {
+        let taken = self.ticks_taken.load(Ordering::Acquire);
+        self.ticks_handed_on
+            .load(Ordering::Acquire)
+            .saturating_sub(taken)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
@@ -134,8 +189,31 @@ impl NodeStats {
         });
     }
 
+    /// A latency between two node-clock times.
+    pub fn record_between(&self, stage: Stage, from_ns: i64, to_ns: i64) {
+        self.record(stage, duration_between(from_ns, to_ns));
+    }
+
     pub fn count(&self, what: &'static str, n: u64) {
-        self.with(|i| *i.counts.entry(what).or_default() += n);
+        let now = self.clock.now_ns();
+        self.with(|i| {
+            i.started_ns.get_or_insert(now);
+            *i.counts.entry(what).or_default() += n
+        });
+    }
+
+    /// Key/values shown in every /diagnostics (set once at start).
+    pub fn set_static(&self, values: Vec<(String, String)>) {
+        self.with(|i| i.fixed = values);
+    }
+
+    /// A sink failed once.
+    pub fn count_error(&self, sink: &'static str) {
+        self.with(|i| *i.errors.entry(sink).or_default() += 1);
+    }
+
+    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
+        self.with(|i| i.errors.clone())
     }
 
     pub fn drop_one(&self, reason: &'static str) {
@@ -170,8 +248,13 @@ impl NodeStats {
         })
     }
 
+    /// Node-clock time since the first count.
     pub fn uptime(&self) -> Duration {
-        self.with(|i| i.started.elapsed())
+        let now = self.clock.now_ns();
+        self.with(|i| {
+            i.started_ns
+                .map_or(Duration::ZERO, |s| duration_between(s, now))
+        })
     }
 
     /// The node's status as diagnostic_msgs/DiagnosticArray.
@@ -213,6 +296,9 @@ impl NodeStats {
                 });
             }
         }
+        for (key, value) in self.with(|i| i.fixed.clone()) {
+            values.push(KeyValue { key, value });
+        }
         let live = self.live();
         let (level, message) = if drops.is_empty() {
             (0u8, "ok".to_string())
@@ -225,6 +311,10 @@ impl NodeStats {
         values.push(KeyValue {
             key: "episode_index".into(),
             value: live.episode_index.to_string(),
+        });
+        values.push(KeyValue {
+            key: "reward_backlog".into(),
+            value: self.reward_backlog().to_string(),
         });
         DiagnosticArray {
             header: Header {

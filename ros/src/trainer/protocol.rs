@@ -4,9 +4,9 @@
 //!   has got and what its spool still holds ([`Heartbeat`], JSON).
 //! - `sarm/<robot_id>/ack` (sink -> robot): every record up to `through`
 //!   is durable at the sink ([`Ack`], JSON).
-//! - `sarm/<robot_id>/spool?from=N;limit=M` (sink queries the robot): the
-//!   spooled records from N on, each reply one record frame
-//!   ([`super::record`]).
+//! - `sarm/<robot_id>/spool?from=N;until=U;limit=M` (sink queries the
+//!   robot): the spooled records from N on, before U (the gap only), each
+//!   reply one record frame ([`super::record`]).
 //!
 //! Everything from the network is parsed defensively: a bad message is an
 //! error for that message, never a panic.
@@ -31,6 +31,12 @@ pub struct Heartbeat {
     /// cannot see the gap any other way. Absent from older robots.
     #[serde(default)]
     pub unrecorded: u64,
+    /// The last sequence number the robot knows the sink acknowledged
+    /// (None: none yet). A sink holding more acknowledges again: an
+    /// acknowledgement lost on the way, or a robot restarted, catches up.
+    /// Absent from older robots.
+    #[serde(default)]
+    pub acked_through: Option<u64>,
     pub spool_bytes: u64,
     /// The reward model (bundle path).
     pub model: String,
@@ -86,16 +92,21 @@ impl Ack {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpoolQuery {
     pub from: u64,
+    /// Exclusive end (records the sink holds already are not asked for).
+    pub until: Option<u64>,
     pub limit: usize,
 }
 
 impl SpoolQuery {
     pub fn to_parameters(&self) -> String {
-        format!("from={};limit={}", self.from, self.limit)
+        match self.until {
+            Some(u) => format!("from={};until={u};limit={}", self.from, self.limit),
+            None => format!("from={};limit={}", self.from, self.limit),
+        }
     }
 
-    /// `from=N;limit=M` (`&` accepted too); limit defaults to and is capped
-    /// at [`MAX_QUERY_RECORDS`].
+    /// `from=N;until=U;limit=M` (`&` accepted too; `until` optional);
+    /// limit defaults to and is capped at [`MAX_QUERY_RECORDS`].
     pub fn parse(params: &str) -> Result<Self, ProtocolError> {
         let bad = |m: String| ProtocolError {
             what: "spool query",
@@ -103,6 +114,7 @@ impl SpoolQuery {
         };
         let mut q = SpoolQuery {
             from: 0,
+            until: None,
             limit: MAX_QUERY_RECORDS,
         };
         let mut has_from = false;
@@ -119,6 +131,7 @@ impl SpoolQuery {
                     has_from = true;
                 }
                 "limit" => q.limit = (n as usize).clamp(1, MAX_QUERY_RECORDS),
+                "until" => q.until = Some(n),
                 _ => return Err(bad(format!("unknown parameter {k:?}"))),
             }
         }
@@ -137,9 +150,15 @@ mod tests {
     fn queries_and_bad_input() {
         let q = SpoolQuery {
             from: 12,
+            until: None,
             limit: 50,
         };
         assert_eq!(SpoolQuery::parse(&q.to_parameters()).unwrap(), q);
+        let gap = SpoolQuery {
+            until: Some(20),
+            ..q
+        };
+        assert_eq!(SpoolQuery::parse(&gap.to_parameters()).unwrap(), gap);
         assert_eq!(
             SpoolQuery::parse("from=3").unwrap().limit,
             MAX_QUERY_RECORDS
@@ -148,7 +167,14 @@ mod tests {
             SpoolQuery::parse("from=3&limit=999999").unwrap().limit,
             MAX_QUERY_RECORDS
         );
-        for bad in ["", "limit=3", "from=x", "from", "from=1;what=2"] {
+        for bad in [
+            "",
+            "limit=3",
+            "from=x",
+            "from",
+            "from=1;what=2",
+            "from=1;until=-2",
+        ] {
             assert!(SpoolQuery::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Ack::from_bytes(b"{\"through\": -1}").is_err());

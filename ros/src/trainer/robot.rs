@@ -155,18 +155,23 @@ impl RobotLink {
     pub fn start(session: LinkSession, cfg: RobotLinkConfig) -> Result<Self, TrainerError> {
         let keys = TrainerKeys::new(&cfg.robot_id)?;
         let (spool, recovered) = Spool::open(cfg.spool.clone())?;
-        if recovered.records > 0 {
+        if recovered.next_seq > 0 {
             tracing::info!(
-                "trainer link: {} spooled records from an earlier run; carrying on at seq {}, episode {}",
-                recovered.records,
+                "trainer link: carrying on at seq {}, episode {}; {} records of an earlier run not acknowledged yet",
                 recovered.next_seq,
-                recovered.next_episode
+                recovered.next_episode,
+                recovered.records,
             );
         }
+        let stats = RobotLinkStats::default();
+        stats.acked_through.store(
+            recovered.acked_through.map_or(0, |a| a + 1),
+            Ordering::Relaxed,
+        );
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             next_seq: AtomicU64::new(recovered.next_seq),
-            stats: RobotLinkStats::default(),
+            stats,
             model: cfg.model.clone(),
             wire: OnceLock::new(),
             stop: AtomicBool::new(false),
@@ -365,7 +370,7 @@ impl Wire {
                 };
                 let asked = SpoolQuery::parse(query.parameters().as_str());
                 let records = match asked {
-                    Ok(q) => q_shared.spool().read_from(q.from, q.limit),
+                    Ok(q) => q_shared.spool().read_range(q.from, q.until, q.limit),
                     Err(e) => {
                         tracing::warn!("trainer link: bad spool query: {e}");
                         return;
@@ -475,18 +480,22 @@ fn heartbeat_loop(key: &str, shared: &Shared, period: Duration) {
         if waited >= period {
             waited = Duration::ZERO;
             // The spool is synced whether or not the session is open.
-            let (first_seq, spool_bytes) = {
+            let next_seq = shared.next_seq.load(Ordering::Relaxed);
+            let (first_seq, acked_through, spool_bytes) = {
                 let mut s = shared.spool();
                 if let Err(e) = s.sync() {
                     tracing::error!("trainer link: syncing the spool: {e}");
                 }
-                (s.first_seq(), s.bytes())
+                // An empty spool can replay nothing before `next_seq`.
+                let first = s.first_seq().or((next_seq > 0).then_some(next_seq));
+                (first, s.acked_through(), s.bytes())
             };
             if let Some(wire) = shared.wire.get() {
                 note_links(wire, shared);
                 let hb = Heartbeat {
-                    next_seq: shared.next_seq.load(Ordering::Relaxed),
+                    next_seq,
                     first_seq,
+                    acked_through,
                     dropped: shared.stats.spool_dropped.load(Ordering::Relaxed),
                     rejected: shared.stats.spool_rejected.load(Ordering::Relaxed),
                     unrecorded: shared.stats.unrecorded.load(Ordering::Relaxed),

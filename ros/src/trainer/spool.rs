@@ -2,11 +2,14 @@
 //! published, and stays until the sink acknowledges it.
 //!
 //! Segments are log files named by their first sequence number. A record is
-//! appended with one `write` (a killed process loses nothing); acknowledged
-//! segments are deleted, except the newest, which keeps the last sequence
-//! number and episode index for the next start. When the spool is full the
-//! configured policy decides, and the loss is counted, logged and announced
-//! to the sink (its heartbeat carries the first sequence number still held).
+//! appended with one `write` (a killed process loses nothing); segments
+//! whose records are all acknowledged are deleted. A small state file
+//! (`state.json`, replaced atomically) keeps what the sink acknowledged
+//! and where numbering carries on, so a restart neither counts
+//! acknowledged records as pending nor needs a segment kept for it. When
+//! the spool is full the configured policy decides, and the loss is
+//! counted, logged and announced to the sink (its heartbeat carries the
+//! first sequence number still held).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -62,8 +65,18 @@ pub struct Recovered {
     pub next_episode: i64,
     /// Unacknowledged records found.
     pub records: u64,
+    /// The last sequence number the sink acknowledged, as far as known.
+    pub acked_through: Option<u64>,
     /// Bytes of torn or damaged tails cut.
     pub damaged_bytes: u64,
+}
+
+/// `state.json`: what outlives the segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct State {
+    acked_through: Option<u64>,
+    next_seq: u64,
+    next_episode: i64,
 }
 
 /// What happened on an append.
@@ -95,6 +108,11 @@ pub struct Spool {
     writer: Option<LogWriter>,
     segment_bytes: u64,
     acked_through: Option<u64>,
+    /// Where numbering carries on (kept in `state.json` with the ack).
+    next_seq: u64,
+    next_episode: i64,
+    /// `acked_through` as last written to `state.json`.
+    saved_ack: Option<u64>,
     dropped: u64,
     rejected: u64,
 }
@@ -128,7 +146,30 @@ impl Spool {
             })
             .collect();
         firsts.sort_unstable();
-        let mut rec = Recovered::default();
+        let state_path = cfg.dir.join("state.json");
+        let state: State = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "spool {}: unreadable ({e}); carrying on from the segments",
+                    state_path.display()
+                );
+                State::default()
+            }),
+            Err(_) => State::default(),
+        };
+        let mut rec = Recovered {
+            next_seq: state.next_seq,
+            next_episode: state.next_episode,
+            ..Recovered::default()
+        };
+        // Segments are only deleted once acknowledged (or dropped when
+        // full and reported): what precedes the first one is done.
+        let mut acked_through = state.acked_through;
+        if let Some(&first) = firsts.first() {
+            if first > 0 && acked_through.is_none_or(|a| a + 1 < first) {
+                acked_through = Some(first - 1);
+            }
+        }
         let mut segments = VecDeque::new();
         let n = firsts.len();
         let mut writer = None;
@@ -153,8 +194,10 @@ impl Spool {
             for r in &contents.records {
                 rec.next_seq = rec.next_seq.max(r.seq + 1);
                 rec.next_episode = rec.next_episode.max(r.episode_index + 1);
+                if acked_through.is_none_or(|a| r.seq > a) {
+                    rec.records += 1;
+                }
             }
-            rec.records += contents.records.len() as u64;
             segments.push_back(Segment {
                 first_seq: first,
                 last_seq,
@@ -163,20 +206,26 @@ impl Spool {
                 path,
             });
         }
+        rec.acked_through = acked_through;
         let segment_bytes = (cfg.max_bytes / 8).max(64 << 10);
-        Ok((
-            Spool {
-                _lock: lock,
-                cfg,
-                segments,
-                writer,
-                segment_bytes,
-                acked_through: None,
-                dropped: 0,
-                rejected: 0,
-            },
-            rec,
-        ))
+        let mut spool = Spool {
+            _lock: lock,
+            cfg,
+            segments,
+            writer,
+            segment_bytes,
+            acked_through,
+            next_seq: rec.next_seq,
+            next_episode: rec.next_episode,
+            saved_ack: state.acked_through,
+            dropped: 0,
+            rejected: 0,
+        };
+        // Segments acknowledged before a crash go now.
+        if let Some(a) = acked_through {
+            spool.ack(a);
+        }
+        Ok((spool, rec))
     }
 
     pub fn bytes(&self) -> u64 {
@@ -252,6 +301,8 @@ impl Spool {
         seg.bytes += w.append(record)?;
         seg.records += 1;
         seg.last_seq = Some(record.seq);
+        self.next_seq = self.next_seq.max(record.seq + 1);
+        self.next_episode = self.next_episode.max(record.episode_index + 1);
         Ok(result)
     }
 
@@ -272,17 +323,29 @@ impl Spool {
         Ok(())
     }
 
-    /// The sink holds every record up to `seq`: their segments can go (the
-    /// newest stays).
+    /// The sink holds every record up to `seq`: the segments holding only
+    /// such records go (the newest too: `state.json` keeps where
+    /// numbering carries on).
     pub fn ack(&mut self, seq: u64) {
+        let seq = seq.min(self.next_seq.saturating_sub(1));
         self.acked_through = Some(self.acked_through.map_or(seq, |a| a.max(seq)));
-        while self.segments.len() > 1 {
-            let done = self
-                .segments
-                .front()
-                .is_some_and(|s| s.last_seq.is_none_or(|l| l <= seq));
-            if !done {
+        if self.saved_ack != self.acked_through {
+            match self.save_state() {
+                Ok(()) => self.saved_ack = self.acked_through,
+                // Segments stay until the state is safe: the next ack tries again.
+                Err(e) => {
+                    tracing::warn!("spool: {e}");
+                    return;
+                }
+            }
+        }
+        while let Some(s) = self.segments.front() {
+            if s.last_seq.is_some_and(|l| l > seq) {
                 break;
+            }
+            if self.segments.len() == 1 {
+                // The open segment: the next record starts a new one.
+                self.writer = None;
             }
             if let Some(s) = self.segments.pop_front() {
                 let _ = std::fs::remove_file(&s.path);
@@ -290,20 +353,48 @@ impl Spool {
         }
     }
 
+    fn save_state(&self) -> Result<(), SpoolError> {
+        let state = State {
+            acked_through: self.acked_through,
+            next_seq: self.next_seq,
+            next_episode: self.next_episode,
+        };
+        let path = self.cfg.dir.join("state.json");
+        let tmp = self.cfg.dir.join(".state.json.tmp");
+        let err = |e: std::io::Error| SpoolError::Dir {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let bytes = serde_json::to_vec(&state).map_err(|e| SpoolError::Dir {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&tmp, bytes).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)
+    }
+
     pub fn acked_through(&self) -> Option<u64> {
         self.acked_through
     }
 
-    /// Up to `limit` records from `from` on, in order.
-    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<Record>, SpoolError> {
+    /// Up to `limit` records from `from` on (before `until`, if given), in order.
+    pub fn read_range(
+        &self,
+        from: u64,
+        until: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Record>, SpoolError> {
         let mut out = Vec::new();
         for s in &self.segments {
             if s.last_seq.is_none_or(|l| l < from) {
                 continue;
             }
+            if until.is_some_and(|u| s.first_seq >= u) {
+                break;
+            }
             let c = read_log(&s.path)?;
             for r in c.records {
-                if r.seq >= from {
+                if r.seq >= from && until.is_none_or(|u| r.seq < u) {
                     out.push(r);
                     if out.len() >= limit {
                         return Ok(out);
@@ -353,21 +444,35 @@ mod tests {
             );
         }
         assert!(s.segments.len() > 1);
-        let got = s.read_from(250, 10).unwrap();
+        let got = s.read_range(250, None, 10).unwrap();
         assert_eq!(
             got.iter().map(|r| r.seq).collect::<Vec<_>>(),
             (250..260).collect::<Vec<_>>()
         );
-        s.ack(299);
+        // Only the gap is read back.
+        let got = s.read_range(100, Some(103), 10).unwrap();
         assert_eq!(
-            s.segments.len(),
-            1,
-            "acknowledged segments deleted, newest kept"
+            got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [100, 101, 102]
         );
+        s.ack(149);
         drop(s);
-        let (s, r) = Spool::open(cfg).unwrap();
+        // A restart carries on, counting only what is not acknowledged.
+        let (mut s, r) = Spool::open(cfg.clone()).unwrap();
         assert_eq!((r.next_seq, r.next_episode), (300, 3));
+        assert_eq!((r.records, r.acked_through), (150, Some(149)));
         assert!(s.bytes() <= 1 << 20);
+        s.ack(299);
+        assert_eq!(s.segments.len(), 0, "every acknowledged segment deleted");
+        assert_eq!(s.first_seq(), None);
+        drop(s);
+        let (mut s, r) = Spool::open(cfg.clone()).unwrap();
+        assert_eq!((r.next_seq, r.next_episode, r.records), (300, 3, 0));
+        assert_eq!(s.append(&rec(300, 3)).unwrap(), Appended::Stored);
+        assert_eq!(s.first_seq(), Some(300));
+        drop(s);
+        let (_, r) = Spool::open(cfg).unwrap();
+        assert_eq!((r.next_seq, r.records), (301, 1));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -45,10 +45,9 @@ pub enum ZenohError {
     },
 }
 
-/// Nanoseconds since the UNIX epoch, for attachments' source timestamps.
+/// Wall time in nanoseconds since the UNIX epoch, for attachments' source
+/// timestamps and delivery delays (transport-level, so wall time even when
+/// the node runs on simulated time; see `sarm_runtime::clock`).
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    sarm_runtime::clock::wall_ns()
 }

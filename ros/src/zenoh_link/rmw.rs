@@ -52,6 +52,29 @@ impl RosDistro {
     }
 }
 
+impl RosDistro {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RosDistro::Humble => "humble",
+            RosDistro::Jazzy => "jazzy",
+        }
+    }
+}
+
+/// From the config's `transport.ros_distro` (every name its `FromStr` takes).
+impl<'de> serde::Deserialize<'de> for RosDistro {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for RosDistro {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for RosDistro {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -6,6 +6,7 @@
 //! Zenoh's defaults. The overrides cover what a launch file or a test needs
 //! to change without writing a file.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +26,13 @@ pub struct ZenohSessionConfig {
     pub listen: Vec<String>,
     /// Endpoints to connect to; override the file when non-empty.
     pub connect: Vec<String>,
-    /// Multicast and gossip scouting; `Some(false)` for a closed loopback setup.
+    /// Multicast and gossip scouting: `None` = the file's or Zenoh's
+    /// defaults (multicast on every multicast interface, gossip);
+    /// `Some(false)` = off, for a closed setup; `Some(true)` = on, and when
+    /// every listen endpoint names an IP address, only where the session
+    /// listens: multicast scouting on those interfaces (off if they are all
+    /// loopback, which carries no multicast) and no gossip (gossiped peers
+    /// could be reachable only through other interfaces).
     pub scouting: Option<bool>,
 }
 
@@ -47,6 +54,54 @@ impl ZenohSessionConfig {
             connect,
             scouting: Some(false),
         }
+    }
+
+    /// A peer that listens and scouts only on the interfaces with these
+    /// addresses (e.g. the DDS participant's `transport.interfaces`): a TCP
+    /// listener bound to each address (ephemeral port), multicast scouting
+    /// only on those interfaces (none on loopback), no gossip, and `connect`
+    /// as given. Loopback only, it finds others only through `connect` (or
+    /// being connected to). No addresses: a peer with Zenoh's defaults.
+    ///
+    /// What Zenoh does not let us restrict: a peer found by multicast
+    /// scouting is connected to at the locators it advertises, which may lie
+    /// on other interfaces of that peer.
+    pub fn peer_on_interfaces(interfaces: &[IpAddr], connect: Vec<String>) -> Self {
+        if interfaces.is_empty() {
+            return ZenohSessionConfig {
+                mode: Some("peer".into()),
+                connect,
+                ..Default::default()
+            };
+        }
+        ZenohSessionConfig {
+            file: None,
+            mode: Some("peer".into()),
+            listen: interfaces
+                .iter()
+                .map(|ip| format!("tcp/{}", SocketAddr::new(*ip, 0)))
+                .collect(),
+            connect,
+            scouting: Some(true),
+        }
+    }
+
+    /// The interfaces (by address) all listen endpoints are bound to, or
+    /// `None` when one of them is not bound to an IP address (a wildcard, a
+    /// host name, a file's endpoints).
+    fn listen_addresses(&self) -> Option<Vec<IpAddr>> {
+        if self.listen.is_empty() {
+            return None;
+        }
+        self.listen
+            .iter()
+            .map(|endpoint| {
+                // proto/address[?metadata][#config]
+                let address = endpoint.split(['?', '#']).next()?.split_once('/')?.1;
+                let ip = address.parse::<SocketAddr>().ok()?.ip();
+                (!ip.is_unspecified()).then_some(ip)
+            })
+            .collect()
     }
 
     /// The Zenoh config this describes.
@@ -77,9 +132,30 @@ impl ZenohSessionConfig {
         if !self.connect.is_empty() {
             set("connect/endpoints", json_list(&self.connect))?;
         }
-        if let Some(on) = self.scouting {
-            set("scouting/multicast/enabled", on.to_string())?;
-            set("scouting/gossip/enabled", on.to_string())?;
+        match (self.scouting, self.listen_addresses()) {
+            (Some(true), Some(bound)) => {
+                let multicast: Vec<String> = bound
+                    .iter()
+                    .filter(|ip| !ip.is_loopback())
+                    .map(IpAddr::to_string)
+                    .collect();
+                set(
+                    "scouting/multicast/enabled",
+                    (!multicast.is_empty()).to_string(),
+                )?;
+                if !multicast.is_empty() {
+                    set(
+                        "scouting/multicast/interface",
+                        json_string(&multicast.join(",")),
+                    )?;
+                }
+                set("scouting/gossip/enabled", "false".into())?;
+            }
+            (Some(on), _) => {
+                set("scouting/multicast/enabled", on.to_string())?;
+                set("scouting/gossip/enabled", on.to_string())?;
+            }
+            (None, _) => {}
         }
         // Publication caches (and rmw_zenoh's transient-local topics) need
         // timestamps on samples.
@@ -172,6 +248,159 @@ mod tests {
         let cfg = ZenohSessionConfig::loopback(vec!["not an endpoint".into()], vec![]);
         let err = cfg.to_config().unwrap_err().to_string();
         assert!(err.contains("listen/endpoints"), "{err}");
+    }
+
+    /// The keys that say where a session listens and scouts.
+    fn scouting_keys(config: &Config) -> Vec<(&'static str, String)> {
+        [
+            "listen/endpoints",
+            "scouting/multicast/enabled",
+            "scouting/multicast/interface",
+            "scouting/gossip/enabled",
+        ]
+        .into_iter()
+        .map(|k| (k, config.get_json(k).unwrap_or_default()))
+        .collect()
+    }
+
+    #[test]
+    fn a_peer_on_interfaces_listens_and_scouts_only_there() {
+        let lan: IpAddr = "192.0.2.2".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let config = ZenohSessionConfig::peer_on_interfaces(&[lo, lan], vec![])
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            scouting_keys(&config),
+            [
+                (
+                    "listen/endpoints",
+                    r#"["tcp/127.0.0.1:0","tcp/192.0.2.2:0"]"#.into()
+                ),
+                ("scouting/multicast/enabled", "true".into()),
+                ("scouting/multicast/interface", r#""192.0.2.2""#.into()),
+                ("scouting/gossip/enabled", "false".into()),
+            ]
+        );
+        // Loopback carries no multicast: no scouting at all.
+        let config = ZenohSessionConfig::peer_on_interfaces(&[lo], vec![])
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            scouting_keys(&config)[1],
+            ("scouting/multicast/enabled", "false".into())
+        );
+        // No addresses: Zenoh's defaults, as before.
+        let config = ZenohSessionConfig::peer_on_interfaces(&[], vec![])
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            scouting_keys(&config),
+            scouting_keys(&ZenohSessionConfig::default().to_config().unwrap())
+        );
+    }
+
+    #[test]
+    fn scouting_on_with_a_wildcard_listener_is_unrestricted() {
+        let cfg = ZenohSessionConfig {
+            listen: vec!["tcp/127.0.0.1:0".into(), "tcp/[::]:0".into()],
+            scouting: Some(true),
+            ..Default::default()
+        };
+        let keys = scouting_keys(&cfg.to_config().unwrap());
+        assert_eq!(keys[1], ("scouting/multicast/enabled", "true".into()));
+        assert_eq!(keys[3], ("scouting/gossip/enabled", "true".into()));
+    }
+
+    /// The sockets a loopback-restricted peer opens, seen by the OS. In a
+    /// child process of this test binary, so that no other test's sockets
+    /// are counted.
+    #[test]
+    fn a_peer_on_loopback_binds_only_loopback() {
+        const CHILD: &str = "SARM_TEST_SOCKETS_CHILD";
+        let name = "zenoh_link::session::tests::a_peer_on_loopback_binds_only_loopback";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("sockets checked:"),
+                "child failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        let before = inet_sockets();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let session = open_session(&ZenohSessionConfig::peer_on_interfaces(&[lo], vec![])).unwrap();
+        let opened: Vec<_> = inet_sockets()
+            .into_iter()
+            .filter(|s| !before.contains(s))
+            .collect();
+        assert!(
+            opened
+                .iter()
+                .any(|(proto, addr)| proto == "tcp" && addr.ip() == lo),
+            "no TCP listener on 127.0.0.1: {opened:?}"
+        );
+        for (proto, addr) in &opened {
+            assert!(addr.ip().is_loopback(), "{proto} socket bound to {addr}");
+        }
+        println!("sockets checked: {opened:?}");
+        drop(session);
+    }
+
+    /// (protocol, local address) of this process's TCP and UDP sockets.
+    fn inet_sockets() -> Vec<(String, SocketAddr)> {
+        let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().to_string();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .collect();
+        let mut sockets = Vec::new();
+        for proto in ["tcp", "tcp6", "udp", "udp6"] {
+            let table = std::fs::read_to_string(format!("/proc/self/net/{proto}")).unwrap();
+            for line in table.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 9 && inodes.contains(f[9]) {
+                    sockets.push((proto.trim_end_matches('6').to_string(), proc_addr(f[1])));
+                }
+            }
+        }
+        sockets
+    }
+
+    /// `0100007F:1F90` (IPv4) or 32 hex digits:port (IPv6), as /proc/net shows them.
+    fn proc_addr(s: &str) -> SocketAddr {
+        let (ip, port) = s.split_once(':').unwrap();
+        let port = u16::from_str_radix(port, 16).unwrap();
+        let words: Vec<u32> = (0..ip.len() / 8)
+            .map(|i| {
+                u32::from_str_radix(&ip[8 * i..8 * i + 8], 16)
+                    .unwrap()
+                    .swap_bytes()
+            })
+            .collect();
+        let ip: IpAddr = match words.as_slice() {
+            [a] => std::net::Ipv4Addr::from(*a).into(),
+            [a, b, c, d] => {
+                let v6 = std::net::Ipv6Addr::from(
+                    (u128::from(*a) << 96)
+                        | (u128::from(*b) << 64)
+                        | (u128::from(*c) << 32)
+                        | u128::from(*d),
+                );
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            }
+            _ => panic!("unexpected /proc/net address {s}"),
+        };
+        SocketAddr::new(ip, port)
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl Peer {
         Peer { child, lines }
     }
 
+    /// Closes its stdin: it stops what it waits for and reports.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Waits for the next stdout line.
     pub fn line(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()
@@ -96,4 +101,38 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `sarm label` on `bag` with `bundle` (its files in `dir`), as the Progress
+/// messages of its MCAP keyed by (frame, head).
+pub fn labelled_progress(
+    bag: &Path,
+    bundle: &Path,
+    dir: &Path,
+) -> std::collections::BTreeMap<(i64, String), sarm_ros::msg::Progress> {
+    use sarm_ros::msg::RosMessage;
+    let mcap = dir.join("label.mcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_sarm"))
+        .arg("label")
+        .arg(bag)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--out")
+        .arg(dir.join("label.parquet"))
+        .arg("--mcap")
+        .arg(&mcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msgs = std::collections::BTreeMap::new();
+    sarm_ros::bag::read_bag(&mcap, |m| {
+        let p = sarm_ros::msg::Progress::from_cdr(m.data).unwrap();
+        msgs.insert((p.frame_index, p.head.clone()), p);
+    })
+    .unwrap();
+    msgs
 }

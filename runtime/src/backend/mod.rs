@@ -239,6 +239,8 @@ pub struct Graph {
     engine: Engine,
 }
 
+// One per loaded graph, built once and never moved on the hot path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     Tract(tract::TractGraph),
     Ort(Box<ort::OrtGraph>),

@@ -257,14 +257,23 @@ impl OrtRuntime {
     }
 
     fn session_builder(&self, c: &BackendConfig) -> ort::Result<SessionBuilder> {
-        let r = Session::builder(&self.0.env)?
+        // Each setter hands the builder back inside its error; only the message is kept.
+        fn plain(e: ort::Error<SessionBuilder>) -> ort::Error {
+            ort::Error::new(e.to_string())
+        }
+        Session::builder(&self.0.env)?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .and_then(|b| b.with_intra_threads(c.intra_op_threads))
-            .and_then(|b| b.with_inter_threads(c.inter_op_threads))
-            .and_then(|b| b.with_parallel_execution(c.inter_op_threads > 1))
-            .and_then(|b| b.with_intra_op_spinning(c.spinning))
-            .and_then(|b| b.with_inter_op_spinning(c.spinning));
-        r.map_err(|e| ort::Error::new(e.to_string()))
+            .map_err(plain)?
+            .with_intra_threads(c.intra_op_threads)
+            .map_err(plain)?
+            .with_inter_threads(c.inter_op_threads)
+            .map_err(plain)?
+            .with_parallel_execution(c.inter_op_threads > 1)
+            .map_err(plain)?
+            .with_intra_op_spinning(c.spinning)
+            .map_err(plain)?
+            .with_inter_op_spinning(c.spinning)
+            .map_err(plain)
     }
 }
 

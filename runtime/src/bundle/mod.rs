@@ -26,7 +26,10 @@ use crate::progress::Breakpoints;
 use crate::window::WindowSpec;
 
 /// The two reward heads of a SARM model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// High-level stages.
     Sparse,
@@ -43,6 +46,18 @@ impl HeadKind {
     }
 }
 
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+    /// `sparse` or `dense`, as the wire (`Progress.head`) and LeRobot name them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sparse" => Ok(HeadKind::Sparse),
+            "dense" => Ok(HeadKind::Dense),
+            other => Err(format!("expected sparse or dense, found {other:?}")),
+        }
+    }
+}
+
 impl fmt::Display for HeadKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -50,7 +65,8 @@ impl fmt::Display for HeadKind {
 }
 
 /// Numeric precision of the reward transformers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
     Int8,

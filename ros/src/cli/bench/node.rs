@@ -352,16 +352,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         cfg.bundle = locate(b);
     }
     if let Some(b) = &args.bag {
-        cfg.source.bag = locate(b);
+        cfg.source.bag = Some(locate(b));
     }
     // No result files: only the node's statistics are wanted.
-    cfg.output_dir = PathBuf::new();
+    cfg.output_dir = None;
     let bundle = Bundle::load(&cfg.bundle)
         .with_context(|| format!("loading bundle {}", cfg.bundle.display()))?;
 
     // What the node will be fed.
     let (camera_topic, joints_topic) = (cfg.inputs.camera.clone(), cfg.inputs.joints.clone());
-    let mut ep = read_episode(&cfg.source.bag, &camera_topic, &joints_topic)?;
+    let bag = cfg
+        .source
+        .bag
+        .clone()
+        .context("no episode to replay (--bag)")?;
+    let mut ep = read_episode(&bag, &camera_topic, &joints_topic)?;
     ep.joints.sort_by_key(|(_, j)| j.header.stamp.as_nanos());
     let camera_hz = rate_hz(ep.camera.iter().map(|(_, c)| c.stamp_ns())).unwrap_or(0.0);
     let joints_recorded_hz =
@@ -370,7 +375,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &ep.camera[0].1 {
         Camera::Compressed(m) => decode_compressed(m, &mut rgb),
         Camera::Raw(m) => {
-            cfg.inputs.camera_type = "raw".into();
+            cfg.inputs.camera_type = sarm_ros::node::config::CameraType::Raw;
             decode_raw(m, &mut rgb)
         }
     }
@@ -387,13 +392,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         write_episode(&path, &camera_topic, &joints_topic, &ep.camera, &joints)
             .context("writing the resampled episode")?;
         ep.joints = joints;
-        cfg.source.bag = path;
+        cfg.source.bag = Some(path);
     }
     let fed = Fed {
         bag: args
             .bag
             .as_ref()
-            .map_or_else(|| embedded_default().source.bag, |b| locate(b))
+            .map_or_else(
+                || embedded_default().source.bag.unwrap_or_default(),
+                |b| locate(b),
+            )
             .display()
             .to_string(),
         camera_topic: camera_topic.clone(),
@@ -461,8 +469,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             (fed.camera_messages.saturating_sub(1)) as f64 / fed.camera_hz.max(1e-9)
         );
         let mut c = cfg.clone();
-        c.precision = precision.as_str().into();
-        c.trainer.spool_dir = tmp.0.join(format!("spool-{precision}"));
+        c.precision = precision;
+        c.trainer.spool_dir = Some(tmp.0.join(format!("spool-{precision}")));
         let stop = Arc::new(AtomicBool::new(interrupted.load(Ordering::Relaxed)));
         match current.lock() {
             Ok(mut g) => *g = stop.clone(),

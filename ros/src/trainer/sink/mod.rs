@@ -1,16 +1,17 @@
 //! The trainer's end: `sarm sink`.
 //!
 //! Subscribes to `sarm/**`. Each robot gets a folder `<out>/<robot_id>/`
-//! with `records.log` (every record, appended on arrival), and, rewritten
-//! atomically at each episode's end, periodically and at exit,
-//! `sarm_progress.parquet` (LeRobot's columns and types) and
-//! `sarm_weights.parquet` (RA-BC deltas and weights with the dataset-wide
-//! statistics, as LeRobot computes them).
+//! with `records.log` (every record, appended on arrival), `parts/` (one
+//! parquet file per ended episode), and, written atomically every
+//! `parquet_period` and at exit, `sarm_progress.parquet` (LeRobot's columns
+//! and types) and `sarm_weights.parquet` (RA-BC deltas and weights with the
+//! dataset-wide statistics, as LeRobot computes them).
 //!
 //! Records are kept once by sequence number; the prefix held without gaps
-//! is synced to disk and acknowledged to the robot; gaps are filled by
-//! querying the robot's spool. Rows are unique on (episode_index,
-//! frame_index) per robot, first record wins.
+//! is synced to disk and acknowledged to the robot (again whenever its
+//! heartbeat shows it does not know); a gap outstanding for `gap_grace` is
+//! filled by asking the robot's spool for that gap only. Rows are unique on
+//! (episode_index, frame_index) per robot, first record wins.
 //!
 //! - [`store`]: one robot's store (held sequence numbers, losses, dataset,
 //!   parquet files);
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use sarm_runtime::rabc::RabcParams;
+use sarm_runtime::HeadKind;
 use zenoh::query::ConsolidationMode;
 use zenoh::{Session, Wait};
 
@@ -44,14 +46,19 @@ use crate::zenoh_link::TrainerKeys;
 pub struct SinkConfig {
     pub out: PathBuf,
     pub rabc: RabcParams,
-    /// The progress column the weights use: `sparse` or `dense` (LeRobot's `rabc_head_mode`).
-    pub head: String,
+    /// The progress column the weights use (LeRobot's `rabc_head_mode`).
+    pub head: HeadKind,
     /// How often the held prefix is synced and acknowledged.
     pub flush_period: Duration,
-    /// How often dirty parquet files are rewritten besides episode ends.
+    /// How often the combined parquet files are rewritten while records
+    /// come (each rewrite streams the whole dataset; the parts are always
+    /// current).
     pub parquet_period: Duration,
     /// Wait before asking a robot's spool again for a gap that a query did not fill.
     pub retry_period: Duration,
+    /// How long a gap must be outstanding before it is asked for (records
+    /// still in flight are not).
+    pub gap_grace: Duration,
 }
 
 impl Default for SinkConfig {
@@ -59,10 +66,11 @@ impl Default for SinkConfig {
         SinkConfig {
             out: PathBuf::from("sarm_sink"),
             rabc: RabcParams::default(),
-            head: "sparse".into(),
+            head: HeadKind::Sparse,
             flush_period: Duration::from_millis(100),
-            parquet_period: Duration::from_secs(10),
+            parquet_period: Duration::from_secs(60),
             retry_period: Duration::from_secs(1),
+            gap_grace: Duration::from_millis(300),
         }
     }
 }
@@ -125,12 +133,6 @@ pub fn run_sink(
     cfg.rabc
         .validate()
         .map_err(|e| TrainerError::Io(e.to_string()))?;
-    if cfg.head != "sparse" && cfg.head != "dense" {
-        return Err(TrainerError::Io(format!(
-            "the weights' head must be sparse or dense, not {:?}",
-            cfg.head
-        )));
-    }
     let _lock = lock_out(&cfg.out)?;
     let mut robots: BTreeMap<String, RobotState> = BTreeMap::new();
     // What earlier runs kept.
@@ -209,8 +211,7 @@ pub fn run_sink(
             for state in robots.values_mut() {
                 state.flush(session)?;
                 maybe_query(session, state, cfg, &tx);
-                let due = state.parquet_dirty
-                    && (state.episode_ended || state.last_parquet.elapsed() >= cfg.parquet_period);
+                let due = state.dirty && state.last_parquet.elapsed() >= cfg.parquet_period;
                 if due {
                     state.write_parquet(cfg)?;
                 }
@@ -326,9 +327,13 @@ fn handle(
     Ok(())
 }
 
-/// Asks the robot's spool for the first gap, if there is one.
+/// Asks the robot's spool for the first gap, if it has been outstanding
+/// long enough.
 fn maybe_query(session: &Session, state: &mut RobotState, cfg: &SinkConfig, tx: &Sender<Event>) {
-    if state.query_in_flight || state.wanted_through().is_none() {
+    let Some((from, until)) = state.gap(cfg.gap_grace) else {
+        return;
+    };
+    if state.query_in_flight {
         return;
     }
     if state
@@ -340,7 +345,8 @@ fn maybe_query(session: &Session, state: &mut RobotState, cfg: &SinkConfig, tx: 
     state.query_in_flight = true;
     state.last_query = Some(Instant::now());
     let q = SpoolQuery {
-        from: state.next,
+        from,
+        until: Some(until),
         limit: MAX_QUERY_RECORDS,
     };
     let selector = format!("{}?{}", state.keys.spool(), q.to_parameters());

@@ -10,9 +10,14 @@
 //! reported missing for that frame instead of being waited on. Stamps that
 //! go backwards are counted and dropped. Every queue has a fixed capacity;
 //! overflow drops the oldest message and is counted.
+//!
+//! Arrival times and `now` are on the node's clock ([`crate::clock`]), so
+//! under simulated time a frame waits `max_wait` of simulated time.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::duration_between;
 
 /// Most cameras one synchroniser pairs.
 pub const MAX_CAMERAS: usize = 8;
@@ -24,7 +29,7 @@ pub struct SyncConfig {
     pub cameras: usize,
     /// Largest stamp difference for a pair, in ns.
     pub slop_ns: i64,
-    /// How long a reference frame waits for the other streams.
+    /// How long a reference frame waits for the other streams (node clock).
     pub max_wait: Duration,
     /// Capacity of each stream's queue.
     pub queue: usize,
@@ -93,7 +98,8 @@ impl<I, J> Synced<I, J> {
 
 struct Entry<T> {
     stamp_ns: i64,
-    arrival: Instant,
+    /// Node-clock time of arrival.
+    arrival: i64,
     value: T,
 }
 
@@ -101,7 +107,7 @@ struct Stream<T> {
     queue: VecDeque<Entry<T>>,
     capacity: usize,
     last_stamp: Option<i64>,
-    last_arrival: Option<Instant>,
+    last_arrival: Option<i64>,
 }
 
 impl<T> Stream<T> {
@@ -114,7 +120,7 @@ impl<T> Stream<T> {
         }
     }
 
-    fn push(&mut self, stamp_ns: i64, arrival: Instant, value: T, stats: &mut SyncStats) -> Pushed {
+    fn push(&mut self, stamp_ns: i64, arrival: i64, value: T, stats: &mut SyncStats) -> Pushed {
         if self.last_stamp.is_some_and(|last| stamp_ns < last) {
             stats.backwards += 1;
             return Pushed::StampWentBackwards;
@@ -192,24 +198,24 @@ impl<I: Clone, J: Clone> Synchronizer<I, J> {
         &mut self,
         index: usize,
         stamp_ns: i64,
-        arrival: Instant,
+        arrival: i64,
         frame: I,
     ) -> Option<Pushed> {
         let stream = self.cameras.get_mut(index)?;
         Some(stream.push(stamp_ns, arrival, frame, &mut self.stats))
     }
 
-    pub fn push_joints(&mut self, stamp_ns: i64, arrival: Instant, joints: J) -> Pushed {
+    pub fn push_joints(&mut self, stamp_ns: i64, arrival: i64, joints: J) -> Pushed {
         self.joints.push(stamp_ns, arrival, joints, &mut self.stats)
     }
 
     /// The next reference frame whose pairing is decided at `now`, if any.
-    pub fn poll(&mut self, now: Instant) -> Option<Synced<I, J>> {
+    pub fn poll(&mut self, now: i64) -> Option<Synced<I, J>> {
         let (t, arrival) = {
             let r = self.cameras[0].queue.front()?;
             (r.stamp_ns, r.arrival)
         };
-        let timed_out = now.saturating_duration_since(arrival) >= self.cfg.max_wait;
+        let timed_out = duration_between(arrival, now) >= self.cfg.max_wait;
         let all_decided = self.joints.decided(t) && self.cameras[1..].iter().all(|c| c.decided(t));
         if !(all_decided || timed_out) {
             return None;
@@ -252,8 +258,8 @@ impl<I: Clone, J: Clone> Synchronizer<I, J> {
 
     /// Seconds since each stream last delivered (cameras, then joints);
     /// `None` for a stream that never did.
-    pub fn silence(&self, now: Instant) -> (Vec<Option<Duration>>, Option<Duration>) {
-        let since = |a: Option<Instant>| a.map(|a| now.saturating_duration_since(a));
+    pub fn silence(&self, now: i64) -> (Vec<Option<Duration>>, Option<Duration>) {
+        let since = |a: Option<i64>| a.map(|a| duration_between(a, now));
         (
             self.cameras.iter().map(|c| since(c.last_arrival)).collect(),
             since(self.joints.last_arrival),
@@ -290,7 +296,7 @@ mod tests {
     #[test]
     fn pairs_each_frame_with_the_nearest_joint_state() {
         let mut s = sync(1);
-        let t0 = Instant::now();
+        let t0 = 0i64;
         // joints at 200 Hz, camera at 50 Hz with a 1 ms offset, interleaved
         // as they arrive
         for k in 0..6 {
@@ -318,17 +324,17 @@ mod tests {
     #[test]
     fn waits_for_a_later_joint_state_then_gives_up_after_max_wait() {
         let mut s = sync(1);
-        let t0 = Instant::now();
+        let t0 = 0i64;
         s.push_joints(0, t0, 0);
         s.push_camera(0, 3 * MS, t0, 3 * MS);
         // a joint state stamped after the frame may still come and be nearer
-        assert!(s.poll(t0 + Duration::from_millis(10)).is_none());
+        assert!(s.poll(t0 + 10 * MS).is_none());
         // it never does: after max_wait the frame goes out with what there is
-        let f = s.poll(t0 + Duration::from_millis(100)).unwrap();
+        let f = s.poll(t0 + 100 * MS).unwrap();
         assert_eq!(f.joints, Some(0));
         // joints stop: the frame is flagged, not held
         s.push_camera(0, 50 * MS, t0, 50 * MS);
-        let f = s.poll(t0 + Duration::from_millis(200)).unwrap();
+        let f = s.poll(t0 + 200 * MS).unwrap();
         assert_eq!(f.joints, None);
         assert!(!f.complete());
         assert_eq!(s.stats().missing_joints, 1);
@@ -337,7 +343,7 @@ mod tests {
     #[test]
     fn second_camera_outside_slop_is_reported_missing() {
         let mut s = sync(2);
-        let t0 = Instant::now();
+        let t0 = 0i64;
         s.push_joints(100 * MS, t0, 0);
         s.push_camera(1, 90 * MS, t0, 1);
         s.push_camera(1, 120 * MS, t0, 2);
@@ -350,7 +356,7 @@ mod tests {
     #[test]
     fn backwards_stamps_and_overflow_are_counted() {
         let mut s = sync(1);
-        let t0 = Instant::now();
+        let t0 = 0i64;
         assert_eq!(s.push_joints(10 * MS, t0, 0), Pushed::Queued);
         assert_eq!(s.push_joints(9 * MS, t0, 0), Pushed::StampWentBackwards);
         for k in 0..8 {

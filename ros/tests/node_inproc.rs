@@ -1,0 +1,541 @@
+//! The node end to end on the in-process transport (the same CDR bytes as
+//! DDS and Zenoh, no network), driven by simulated time: deterministic and
+//! quick. A test publishes the bag's messages and `/clock` on the bus the
+//! node runs on, waits for the node to take each camera frame in, and reads
+//! what the node publishes from the same bus.
+//!
+//! - the node gives exactly what `sarm label` gives, for an episode ended
+//!   by the inactivity timer (the ALOHA episode: its last ticks used to be
+//!   taken as late and given old features) and by an END command;
+//! - `/clock` at half and twice real time gives the same episode, frames
+//!   and stamps as at real time;
+//! - a results recorder that cannot write (its file is `/dev/full`) is
+//!   reported and the ROS 2 outputs and the trainer link still get every
+//!   record.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sarm_ros::bag::{read_bag, McapOut};
+use sarm_ros::inproc::{Bus, InProcSubscriber};
+use sarm_ros::msg::{
+    Clock as ClockMsg, CompressedImage, DiagnosticArray, EpisodeEvent, EventKind, Header,
+    JointState, Progress, RosMessage, SampleWeight, Time,
+};
+use sarm_ros::node::config::NodeConfig;
+use sarm_ros::node::{Node, NodeIo, RunSummary};
+use sarm_ros::qos::TopicQos;
+use sarm_ros::trainer::log::read_log;
+use sarm_ros::trainer::RecordKind;
+use sarm_ros::transport::{Publish, Transport};
+use sarm_runtime::Clock;
+
+const CAMERA: &str = "/camera/top/image_raw/compressed";
+const JOINTS: &str = "/joint_states";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A recorded episode and the bundle that scores it.
+#[derive(Clone, Copy)]
+enum Case {
+    /// The test bundle on the label fixture (30 Hz camera and model, 36 frames).
+    Fixture,
+    /// The ALOHA bundle on a held-out episode (50 Hz camera, 10 Hz model)
+    /// cut after 4 s at a camera frame 20 ms before a tick of the model's
+    /// clock, so that the episode's end decides that tick (it takes the
+    /// last frame, as offline).
+    AlohaCut,
+}
+
+impl Case {
+    fn bag(self) -> PathBuf {
+        match self {
+            Case::Fixture => {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/label/bag")
+            }
+            Case::AlohaCut => {
+                static CUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+                CUT.get_or_init(|| {
+                    let dir = tmp("aloha-cut-bag");
+                    let path = dir.join("cut.mcap");
+                    let mut out = McapOut::create(&path).unwrap();
+                    for (stamp, topic, cdr) in messages(Case::AlohaCut) {
+                        if topic == CAMERA {
+                            let m = CompressedImage::from_cdr(&cdr).unwrap();
+                            out.write(&topic, stamp as u64, &m).unwrap();
+                        } else {
+                            let m = JointState::from_cdr(&cdr).unwrap();
+                            out.write(&topic, stamp as u64, &m).unwrap();
+                        }
+                    }
+                    out.finish().unwrap();
+                    path
+                })
+                .clone()
+            }
+        }
+    }
+
+    fn bundle(self) -> PathBuf {
+        match self {
+            Case::Fixture => root().join("models/sarm-test"),
+            Case::AlohaCut => root().join("models/aloha-transfer-cube"),
+        }
+    }
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sarm-inproc-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `sarm label` on the case's bag, as Progress keyed by (frame, head).
+fn labelled(dir: &Path, case: Case) -> BTreeMap<(i64, String), Progress> {
+    let msgs = common::labelled_progress(&case.bag(), &case.bundle(), dir);
+    assert!(msgs.len() >= 72, "at least 36 frames, two heads");
+    msgs
+}
+
+/// The case's camera and joint messages in log-time order: (stamp, topic, CDR).
+fn messages(case: Case) -> Vec<(i64, String, Vec<u8>)> {
+    let source = match case {
+        Case::Fixture => case.bag(),
+        Case::AlohaCut => root().join("models/aloha-transfer-cube/episodes/success_ep_0025/bag"),
+    };
+    let mut v = Vec::new();
+    read_bag(&source, |m| {
+        v.push((m.log_time as i64, m.topic.to_string(), m.data.to_vec()))
+    })
+    .unwrap();
+    v.sort_by_key(|m| m.0);
+    if let Case::AlohaCut = case {
+        const MS: i64 = 1_000_000;
+        let t0 = v[0].0;
+        let cut = v
+            .iter()
+            .find(|m| m.1 == CAMERA && m.0 - t0 > 4000 * MS && (m.0 - t0) % (100 * MS) == 80 * MS)
+            .map(|m| m.0)
+            .expect("a camera frame 20 ms before a tick");
+        v.retain(|m| m.0 <= cut);
+    }
+    v
+}
+
+/// A node on simulated time; no trainer link unless `extra` asks for one.
+fn config(case: Case, extra: &str) -> NodeConfig {
+    let text = format!(
+        "robot_id = \"inproc\"\nbundle = \"{}\"\n\n[time]\nsource = \"sim\"\n\n\
+         [episode]\ninactivity_s = 0.5\n\n[outputs]\ndiagnostics_period_s = 0.05\n\
+         trainer_link = {}\n\n{extra}",
+        case.bundle().display(),
+        extra.contains("[trainer]"),
+    );
+    NodeConfig::parse(&text).unwrap()
+}
+
+/// A node on a bus, with the test's ends of its topics.
+struct Rig {
+    bus: Bus,
+    clock: Clock,
+    node: Option<Node>,
+    stop: Arc<AtomicBool>,
+    clock_pub: Box<dyn Publish<ClockMsg>>,
+    progress: InProcSubscriber<Progress>,
+    weights: InProcSubscriber<SampleWeight>,
+    episodes: InProcSubscriber<EpisodeEvent>,
+    diagnostics: InProcSubscriber<DiagnosticArray>,
+}
+
+impl Rig {
+    fn start(cfg: &NodeConfig) -> Rig {
+        let bus = Bus::new();
+        let reliable = TopicQos::Reliable { depth: 100 };
+        let progress = bus.subscriber("/sarm/progress", reliable, 10_000).unwrap();
+        let weights = bus.subscriber("/sarm/weight", reliable, 10_000).unwrap();
+        let episodes = bus.subscriber("/sarm/episode", reliable, 100).unwrap();
+        let diagnostics = bus
+            .subscriber("/diagnostics", TopicQos::BestEffort { depth: 1 }, 1)
+            .unwrap();
+        let clock = Clock::sim();
+        let stop = Arc::new(AtomicBool::new(false));
+        let node = Node::start(
+            cfg,
+            NodeIo {
+                transport: Transport::InProcess(bus.clone()),
+                clock: clock.clone(),
+            },
+            stop.clone(),
+        )
+        .unwrap();
+        let clock_pub = Box::new(bus.publisher::<ClockMsg>("/clock").unwrap());
+        Rig {
+            bus,
+            clock,
+            node: Some(node),
+            stop,
+            clock_pub,
+            progress,
+            weights,
+            episodes,
+            diagnostics,
+        }
+    }
+
+    fn node(&self) -> &Node {
+        self.node.as_ref().unwrap()
+    }
+
+    /// Publishes `/clock` and waits, as a lockstep simulator does, until
+    /// the node has done its timed work at that time and scored what is due.
+    fn set_time(&mut self, ns: i64) {
+        self.clock_pub
+            .publish(&ClockMsg {
+                clock: Time::from_nanos(ns),
+            })
+            .unwrap();
+        let stats = self.node().stats().clone();
+        wait_for("the node to follow /clock", || {
+            self.clock.now_ns() == ns && stats.assembled_until() >= ns
+        });
+        self.settle();
+    }
+
+    /// Waits until the reward stage has taken up every tick handed on.
+    fn settle(&self) {
+        let stats = self.node().stats().clone();
+        wait_for("the reward stage to catch up", || {
+            stats.reward_backlog() == 0
+        });
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.node().stats().counts().get(key).copied().unwrap_or(0)
+    }
+
+    /// Publishes the bag at its stamps, each message once the clock shows
+    /// its time, and waits for the node to take each in and score what is
+    /// due: lockstep, as a simulator that waits for the robot.
+    fn play(&mut self, case: Case) {
+        let camera = self
+            .bus
+            .publisher::<sarm_ros::msg::CompressedImage>(CAMERA)
+            .unwrap();
+        let joints = self
+            .bus
+            .publisher::<sarm_ros::msg::JointState>(JOINTS)
+            .unwrap();
+        for (stamp, topic, cdr) in messages(case) {
+            self.set_time(stamp);
+            let (key, before) = if topic == CAMERA {
+                ("camera_messages", self.count("camera_messages"))
+            } else {
+                ("joint_messages", self.count("joint_messages"))
+            };
+            if topic == CAMERA {
+                camera.publish_cdr(&cdr);
+            } else {
+                joints.publish_cdr(&cdr);
+            }
+            wait_for("the node to take the message in", || {
+                self.count(key) > before
+            });
+            self.settle();
+        }
+    }
+
+    /// Advances simulated time in 50 ms steps until the node reports the
+    /// episode's end (or `limit_s` of simulated time pass). `rate`:
+    /// simulated seconds per wall second (0: as fast as the node follows).
+    /// Returns the events and the wall time it took.
+    fn run_until_end(&mut self, limit_s: f64, rate: f64) -> (Vec<EpisodeEvent>, Duration) {
+        let mut events = Vec::new();
+        let start = self.clock.now_ns();
+        let wall = Instant::now();
+        loop {
+            while let Some(e) = self.episodes.try_recv().unwrap() {
+                events.push(e);
+            }
+            if events.iter().any(EpisodeEvent::closes) {
+                return (events, wall.elapsed());
+            }
+            let t = self.clock.now_ns() + 50_000_000;
+            assert!(
+                (t - start) as f64 * 1e-9 < limit_s,
+                "no end of episode within {limit_s} s of simulated time: {events:?}; \
+                 counts {:?}, drops {:?}, backlog {}, assembled until {}",
+                self.node().stats().counts(),
+                self.node().stats().drops(),
+                self.node().stats().reward_backlog(),
+                self.node().stats().assembled_until(),
+            );
+            if rate > 0.0 {
+                let due = wall + Duration::from_secs_f64((t - start) as f64 * 1e-9 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            self.set_time(t);
+        }
+    }
+
+    fn finish(
+        mut self,
+    ) -> (
+        RunSummary,
+        BTreeMap<(i64, String), Progress>,
+        Vec<SampleWeight>,
+    ) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let summary = self.node.take().unwrap().wait(false).unwrap();
+        let mut got = BTreeMap::new();
+        while let Some(p) = self.progress.try_recv().unwrap() {
+            assert!(
+                got.insert((p.frame_index, p.head.clone()), p).is_none(),
+                "a frame published twice"
+            );
+        }
+        let mut weights = Vec::new();
+        while let Some(w) = self.weights.try_recv().unwrap() {
+            weights.push(w);
+        }
+        (summary, got, weights)
+    }
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn assert_same_as_label(
+    expected: &BTreeMap<(i64, String), Progress>,
+    got: &BTreeMap<(i64, String), Progress>,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "scored frames differ from sarm label's"
+    );
+    for (k, e) in expected {
+        let g = &got[k];
+        assert_eq!(g.stage, e.stage, "{k:?}: stage");
+        assert_eq!(g.header.stamp, e.header.stamp, "{k:?}: stamp");
+        for (name, a, b) in [
+            ("progress", g.progress, e.progress),
+            ("stage_progress", g.stage_progress, e.stage_progress),
+            ("stage_confidence", g.stage_confidence, e.stage_confidence),
+            ("reward", g.reward, e.reward),
+        ] {
+            assert!((a - b).abs() <= 1e-6, "{k:?}: {name} {a} vs label {b}");
+        }
+    }
+}
+
+/// Fault found by testing: the last ticks of an episode ended by the
+/// inactivity timer took a frame that had arrived long before, were
+/// treated as overload, and reused old features. Now they are scored as
+/// `sarm label` scores them.
+#[test]
+fn an_episode_ended_by_inactivity_is_what_label_gives() {
+    let dir = tmp("inactivity");
+    let expected = labelled(&dir, Case::AlohaCut);
+    let mut cfg = config(Case::AlohaCut, "");
+    // The default timeout: longer than the 1 s after which a tick counts as
+    // late, so the episode's last ticks take a frame 2 s old.
+    cfg.episode.inactivity_s = 2.0;
+    let mut rig = Rig::start(&cfg);
+    rig.play(Case::AlohaCut);
+    let (events, _) = rig.run_until_end(60.0, 0.0);
+    let end = events.iter().find(|e| e.closes()).unwrap();
+    assert_eq!(end.kind(), Some(EventKind::Abort), "{end:?}");
+    assert!(end.reason.contains("no camera frames"), "{end:?}");
+    let frames = expected.keys().map(|k| k.0).max().unwrap() + 1;
+    assert_eq!(end.frames, frames as u64);
+    // Ended at the first /clock step (50 ms) past 2 s of simulated time
+    // without a camera frame.
+    let last_camera = messages(Case::AlohaCut)
+        .iter()
+        .filter(|m| m.1 == CAMERA)
+        .map(|m| m.0)
+        .max()
+        .unwrap();
+    let waited = end.header.stamp.as_nanos() - last_camera;
+    assert!(
+        waited > 2_000_000_000 && waited <= 2_050_000_000,
+        "ended {waited} ns after the last camera frame"
+    );
+    let (summary, got, weights) = rig.finish();
+    assert_same_as_label(&expected, &got);
+    assert_eq!(
+        summary.drops.get("overload_frame_not_encoded"),
+        None,
+        "nothing was overloaded: {:?}",
+        summary.drops
+    );
+    // A weight for every scored frame, the tail flushed at the end.
+    let mut weighted: Vec<i64> = weights.iter().map(|w| w.frame_index).collect();
+    weighted.sort_unstable();
+    assert_eq!(weighted, (0..frames).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_episode_ended_by_command_is_what_label_gives() {
+    let dir = tmp("command");
+    let expected = labelled(&dir, Case::Fixture);
+    let cfg = config(Case::Fixture, "");
+    let mut rig = Rig::start(&cfg);
+    rig.play(Case::Fixture);
+    let mut control = rig
+        .bus
+        .publisher::<EpisodeEvent>("/sarm/episode_control")
+        .unwrap();
+    control
+        .publish(&EpisodeEvent {
+            header: Header::default(),
+            event: EventKind::End.code(),
+            reason: "operator".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut events = Vec::new();
+    wait_for("the END event", || {
+        while let Some(e) = rig.episodes.try_recv().unwrap() {
+            events.push(e);
+        }
+        events.iter().any(EpisodeEvent::closes)
+    });
+    let end = events.iter().find(|e| e.closes()).unwrap();
+    assert_eq!(
+        (end.kind(), end.reason.as_str()),
+        (Some(EventKind::End), "operator")
+    );
+    let (_, got, _) = rig.finish();
+    assert_same_as_label(&expected, &got);
+}
+
+/// `/clock` at half and at twice real time gives the episode real time
+/// gives: the same frames and values, the same event stamps. The bag is
+/// played in lockstep (deterministic scoring); then simulated time runs on
+/// at the given rate, and the inactivity timer fires after the same
+/// simulated time, i.e. after twice or half the wall time.
+#[test]
+fn sim_time_at_half_and_twice_real_time_gives_the_same_episode() {
+    let mut runs = Vec::new();
+    for rate in [1.0, 2.0, 0.5] {
+        let mut rig = Rig::start(&config(Case::Fixture, ""));
+        rig.play(Case::Fixture);
+        let last = rig.clock.now_ns();
+        let (events, idle) = rig.run_until_end(60.0, rate);
+        let (_, got, _) = rig.finish();
+        let stamps: Vec<(Option<EventKind>, i64, u64)> = events
+            .iter()
+            .map(|e| (e.kind(), e.header.stamp.as_nanos(), e.frames))
+            .collect();
+        eprintln!(
+            "rate {rate}: abort {:.3} s of sim time and {:.3} s of wall time after the last message",
+            (stamps[1].1 - last) as f64 * 1e-9,
+            idle.as_secs_f64()
+        );
+        runs.push((rate, idle, stamps, got));
+    }
+    let (_, idle_1x, stamps, got) = &runs[0];
+    assert_eq!(got.len(), 72);
+    for (rate, idle, s, g) in &runs[1..] {
+        assert_eq!(s, stamps, "rate {rate}: episode events differ from 1x");
+        assert_eq!(g, got, "rate {rate}: Progress differs from 1x");
+        // The 0.5 s inactivity timeout followed simulated time: the wall
+        // time it took scales with 1/rate.
+        let ratio = idle.as_secs_f64() / idle_1x.as_secs_f64();
+        let want = 1.0 / rate;
+        assert!(
+            ratio > want * 0.7 && ratio < want * 1.4,
+            "rate {rate}: idle {idle:?} vs {idle_1x:?} at 1x (ratio {ratio:.2}, want {want})"
+        );
+    }
+}
+
+/// A results recorder that cannot write (its file is `/dev/full`: every
+/// write fails with ENOSPC, as on a full disk) is reported on
+/// `/diagnostics` and in the summary; the ROS 2 outputs and the trainer
+/// link still get every record.
+#[test]
+fn a_failing_recorder_stops_alone() {
+    let dir = tmp("full-disk");
+    let expected = labelled(&dir, Case::Fixture);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink("/dev/full", out.join("progress.mcap")).unwrap();
+    let zenoh = dir.join("trainer.json5");
+    std::fs::write(
+        &zenoh,
+        "{ mode: \"peer\", listen: { endpoints: [\"tcp/127.0.0.1:0\"] },\n  \
+         scouting: { multicast: { enabled: false }, gossip: { enabled: false } } }\n",
+    )
+    .unwrap();
+    let spool = dir.join("spool");
+    let mut cfg = config(
+        Case::Fixture,
+        &format!(
+            "[trainer]\nzenoh_config = \"{}\"\nspool_dir = \"{}\"\n",
+            zenoh.display(),
+            spool.display()
+        ),
+    );
+    cfg.output_dir = Some(out.clone());
+    let mut rig = Rig::start(&cfg);
+    rig.play(Case::Fixture);
+    rig.run_until_end(60.0, 0.0);
+    // /diagnostics names the failed sink.
+    let mut diag = None;
+    wait_for("/diagnostics reporting the recorder", || {
+        rig.set_time(rig.clock.now_ns() + 10_000_000);
+        while let Some(d) = rig.diagnostics.try_recv().unwrap() {
+            diag = Some(d);
+        }
+        diag.as_ref()
+            .and_then(|d| d.status.first())
+            .is_some_and(|s| s.level == 2 && s.message.contains("mcap_recorder"))
+    });
+    let (summary, got, weights) = rig.finish();
+    eprintln!("counts {:?}\ndrops {:?}", summary.counts, summary.drops);
+    assert!(
+        summary
+            .outputs
+            .sink_errors
+            .iter()
+            .any(|(name, n)| *name == "mcap_recorder" && *n >= 1),
+        "{:?}",
+        summary.outputs.sink_errors
+    );
+    // ROS 2: every record.
+    assert_same_as_label(&expected, &got);
+    assert_eq!(weights.len(), 36);
+    // The trainer link: every record numbered and spooled, in order.
+    let mut spooled = Vec::new();
+    for f in std::fs::read_dir(&spool).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "spool") {
+            spooled.extend(read_log(&p).unwrap().records);
+        }
+    }
+    spooled.sort_by_key(|r| r.seq);
+    let kinds = |k: RecordKind| spooled.iter().filter(|r| r.kind == k).count();
+    assert_eq!(kinds(RecordKind::Progress), 72);
+    assert_eq!(kinds(RecordKind::Weight), 36);
+    assert_eq!(kinds(RecordKind::Episode), 2);
+    assert!(spooled.iter().enumerate().all(|(i, r)| r.seq == i as u64));
+    // The parquet writer, a sink of its own, was not stopped by the recorder.
+    assert!(out.join("sarm_progress.parquet").exists());
+}

@@ -419,6 +419,22 @@ ros_message! {
     consts { "uint8" ARM = "0", "uint8" DISARM = "1", "uint8" ESTOP = "2", "uint8" RESET = "3" }
 }
 
+impl PolicyControl {
+    pub const ARM: u8 = 0;
+    pub const DISARM: u8 = 1;
+    pub const ESTOP: u8 = 2;
+    pub const RESET: u8 = 3;
+}
+
+impl PolicyEvent {
+    pub const ARMED: u8 = 0;
+    pub const DISARMED: u8 = 1;
+    pub const FAULT: u8 = 2;
+    pub const RESET: u8 = 3;
+    pub const ARM_REFUSED: u8 = 4;
+    pub const CAUSE_NONE: u8 = 0;
+}
+
 /// Field table of a message type by full or short name (`pkg/msg/Name` or
 /// `pkg/Name`), for schema text and nested types.
 pub fn fields_of(type_name: &str) -> Option<&'static [(&'static str, &'static str)]> {

@@ -179,7 +179,7 @@ fn a_safety_tick_allocates_nothing() {
     let measured = vec![0.0f32; 14];
     let action = vec![0.01f32; 14];
     let mut now = 0i64;
-    let mut tick = |layer: &mut SafetyLayer, now: i64, action: ActionInput<'_>| {
+    let tick = |layer: &mut SafetyLayer, now: i64, action: ActionInput<'_>| {
         let fresh = InputStatus {
             newest_stamp: Some(now),
             last_arrival: Some(now),

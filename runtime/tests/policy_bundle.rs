@@ -14,12 +14,15 @@ use sarm_runtime::bundle::BundleKind;
 use sarm_runtime::policy::{PolicyBundle, StepperMode};
 use sarm_runtime::{Bundle, BundleError};
 
+/// An ONNX file to damage and how.
+type Alteration<'a> = (&'a str, fn(&mut Vec<u8>));
+
 /// A copy of act-test in a temp dir: the manifest edited by `edit`, the
 /// ONNX files linked, or copied and altered by `alter`.
 fn variant(
     name: &str,
     edit: impl FnOnce(&mut toml::Table),
-    alter: Option<(&str, fn(&mut Vec<u8>))>,
+    alter: Option<Alteration<'_>>,
 ) -> PathBuf {
     let src = act_test_dir();
     let dir = std::env::temp_dir().join(format!("sarm-policy-{}-{name}", std::process::id()));

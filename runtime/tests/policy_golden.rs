@@ -29,10 +29,10 @@ use serde_json::Value;
 /// the normalised gripper opening), per backend x precision. fp32: the
 /// issue's 1e-4. int8 (measured by this test, printed, on this bundle's
 /// random untrained model): tract evaluates QDQ literally and measured
-/// 0.0178 (queue) / 0.0078 (ensembling), as the exporter's reference; the
+/// 0.0190 (queue) / 0.0087 (ensembling), as the exporter's reference; the
 /// bound is the exporter's stated 2x (golden.json `tolerance.int8_action_abs`).
 /// onnxruntime fuses QDQ into integer kernels (graph optimisations on, as
-/// the node runs it) and measured <MEASURED_ORT_INT8>; bound 2x that.
+/// the node runs it) and measured 0.0177 / 0.0089: the same bound.
 /// The `agreement` column is unused here (no argmax).
 const TOLERANCES: &[Tolerance] = &[
     Tolerance {
@@ -50,13 +50,13 @@ const TOLERANCES: &[Tolerance] = &[
     Tolerance {
         backend: BackendKind::Tract,
         precision: Precision::Int8,
-        value: 0.036,
+        value: 0.038,
         agreement: 1.0,
     },
     Tolerance {
         backend: BackendKind::Ort,
         precision: Precision::Int8,
-        value: 0.036,
+        value: 0.038,
         agreement: 1.0,
     },
 ];

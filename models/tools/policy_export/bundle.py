@@ -273,7 +273,7 @@ def build_manifest(*, name, description, policy, cameras, state_names, action_na
     if int8_desc is not None:
         precision["int8"] = {
             **file_entry(out / FILES["int8"], out), "quantized_ops": list(int8_desc["op_types"]),
-            "weights": "int8 symmetric, " + ("per output channel" if int8_desc["per_channel_weights"] else "per tensor"),
+            "weights": "int8 symmetric (7-bit range), " + ("per output channel" if int8_desc["per_channel_weights"] else "per tensor"),
             "activations": "uint8 asymmetric per tensor (MinMax calibration), inputs of the quantized ops only",
         }
     return {

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use sarm_runtime::policy::SafetyConfig;
 use sarm_runtime::{BackendConfig, ClockSource, HeadKind, Precision};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,9 @@ pub struct NodeConfig {
     pub rabc: RabcConfig,
     /// The inference backend (tract, or onnxruntime loaded at run time).
     pub backend: BackendConfig,
+    /// A policy driving the robot through the safety layer (off unless
+    /// `policy.bundle` is set).
+    pub policy: PolicySection,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +66,7 @@ impl Default for NodeConfig {
             trainer: TrainerConfig::default(),
             rabc: RabcConfig::default(),
             backend: BackendConfig::default(),
+            policy: PolicySection::default(),
         }
     }
 }
@@ -254,6 +259,66 @@ impl Default for EpisodeConfig {
     }
 }
 
+/// The message type of the policy's joint commands (what the robot's
+/// driver takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandForm {
+    /// std_msgs/Float64MultiArray, one value per joint in the bundle's
+    /// action order (ros2_control's forward_command_controller).
+    #[default]
+    Float64MultiArray,
+    /// trajectory_msgs/JointTrajectory with one point reached one control
+    /// period ahead (joint_trajectory_controller).
+    JointTrajectory,
+    /// sensor_msgs/JointState with names and positions (a position command).
+    JointState,
+}
+
+impl CommandForm {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            CommandForm::Float64MultiArray => "std_msgs/msg/Float64MultiArray",
+            CommandForm::JointTrajectory => "trajectory_msgs/msg/JointTrajectory",
+            CommandForm::JointState => "sensor_msgs/msg/JointState",
+        }
+    }
+}
+
+/// `[policy]`: the policy stage (LeRobot ACT at the control rate) and its
+/// safety layer.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Policy bundle folder (`kind = "policy"`); none: no policy runs.
+    pub bundle: Option<PathBuf>,
+    pub precision: Precision,
+    /// The message type of the commands.
+    pub command: CommandForm,
+    /// Where commands go (e.g. `/forward_position_controller/commands`).
+    pub command_topic: String,
+    /// sarm_msgs/PolicyControl (arm, disarm, e-stop, reset) on this topic.
+    pub control_topic: String,
+    /// sarm_msgs/PolicyEvent (armed, disarmed, fault and cause, reset).
+    pub event_topic: String,
+    /// Limits (only stricter than the bundle's), deadlines, arming.
+    pub safety: SafetyConfig,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            bundle: None,
+            precision: Precision::Fp32,
+            command: CommandForm::default(),
+            command_topic: "/sarm/joint_commands".into(),
+            control_topic: "/sarm/policy_control".into(),
+            event_topic: "/sarm/policy_event".into(),
+            safety: SafetyConfig::default(),
+        }
+    }
+}
+
 /// The robot's end of the trainer link (used when `outputs.trainer_link`
 /// is on).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -377,6 +442,9 @@ impl NodeConfig {
             }
         };
         resolve(&mut cfg.bundle);
+        if let Some(p) = cfg.policy.bundle.as_mut() {
+            resolve(p);
+        }
         for p in [
             &mut cfg.backend.ort_library,
             &mut cfg.source.bag,
@@ -484,6 +552,9 @@ impl NodeConfig {
             ("outputs.diagnostics", &self.outputs.diagnostics),
             ("episode.control", &self.episode.control),
             ("time.clock_topic", &self.time.clock_topic),
+            ("policy.command_topic", &self.policy.command_topic),
+            ("policy.control_topic", &self.policy.control_topic),
+            ("policy.event_topic", &self.policy.event_topic),
         ] {
             crate::zenoh_link::rmw::resolve_topic(topic, &self.transport.namespace)
                 .map_err(|m| invalid(key, m))?;
@@ -521,6 +592,32 @@ impl NodeConfig {
             other => invalid("backend", other.to_string()),
         })?;
         positive("trainer.connect_retry_s", self.trainer.connect_retry_s)?;
+        if let Some(b) = &self.policy.bundle {
+            if !b.join("bundle.toml").is_file() {
+                return Err(invalid(
+                    "policy.bundle",
+                    format!("{} has no bundle.toml", b.display()),
+                ));
+            }
+        }
+        // The layer checks its own keys (and the limits against the bundle)
+        // when it is built; the times are checked here too so that a bad
+        // config fails before anything starts.
+        sarm_runtime::policy::SafetyLayer::new(
+            sarm_runtime::policy::JointLimits::new(Vec::new(), Vec::new(), Vec::new(), Vec::new())
+                .map_err(|e| invalid("policy.safety", e.to_string()))?,
+            &sarm_runtime::policy::SafetyConfig {
+                limits: Default::default(),
+                ..self.policy.safety.clone()
+            },
+            Vec::new(),
+        )
+        .map_err(|e| match e {
+            sarm_runtime::policy::SafetyConfigError::Key { key, message } => {
+                invalid(format!("policy.safety.{key}"), message)
+            }
+            other => invalid("policy.safety.limits", other.to_string()),
+        })?;
         Ok(())
     }
 

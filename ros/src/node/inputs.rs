@@ -81,7 +81,13 @@ pub struct Input<T, U> {
     pub pack: fn(Arrived<T>) -> U,
     /// Counts every message received (before any is dropped).
     pub received: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Sees every message before it is queued (the policy stage's newest
+    /// frame and joint state).
+    pub tap: Option<Tap<U>>,
 }
+
+/// See [`Input::tap`].
+pub type Tap<U> = Box<dyn Fn(&U) + Send>;
 
 impl<T: Send + 'static, U: Send + 'static> Input<T, U> {
     pub fn spawn(
@@ -98,6 +104,7 @@ impl<T: Send + 'static, U: Send + 'static> Input<T, U> {
             when_full,
             pack,
             received,
+            tap,
         } = self;
         std::thread::Builder::new()
             .name(name.into())
@@ -113,6 +120,9 @@ impl<T: Send + 'static, U: Send + 'static> Input<T, U> {
                                 msg,
                                 at_ns: clock.now_ns(),
                             });
+                            if let Some(tap) = &tap {
+                                tap(&item);
+                            }
                             loop {
                                 match tx.try_send(item) {
                                     Ok(()) => break,

@@ -23,6 +23,7 @@ pub mod assemble;
 pub mod config;
 pub mod inputs;
 pub mod outputs;
+pub mod policy;
 pub mod reward;
 pub mod stats;
 pub mod view;
@@ -41,11 +42,12 @@ use self::assemble::{Assembled, Assembler, AssemblerConfig};
 use self::config::{CameraType, NodeConfig, SourceKind};
 use self::inputs::{spawn_clock, Arrived, CameraMsg, Frame, Input, Mapped, WhenFull};
 use self::outputs::{run_outputs, OutputSettings, OutputSummary, Sink};
+use self::policy::{Latest, PolicyIo, PolicyStage};
 use self::reward::{Output, RewardConfig, RewardStage};
 use self::stats::{NodeStats, Stage};
 use self::view::View;
 use crate::dds::DdsConfig;
-use crate::msg::{CompressedImage, EpisodeEvent, EventKind, Image, JointState};
+use crate::msg::{CompressedImage, EpisodeEvent, EventKind, Image, JointState, PolicyControl};
 use crate::qos::TopicQos;
 use crate::replay::{bag_topics, publishers_for, replay_once, Publishers};
 use crate::trainer::{LinkSession, RobotLink, RobotLinkConfig, SpoolConfig};
@@ -124,6 +126,7 @@ pub struct Node {
     stop: Arc<AtomicBool>,
     assembler: JoinHandle<()>,
     reward: JoinHandle<()>,
+    policy: Option<JoinHandle<()>>,
     outputs: JoinHandle<OutputSummary>,
     inputs: Vec<JoinHandle<()>>,
     replay: Option<JoinHandle<anyhow::Result<()>>>,
@@ -193,6 +196,33 @@ impl Node {
             )?),
             ClockSource::Wall => None,
         };
+
+        // The inference backend, shared by the reward and policy stages.
+        let backend = sarm_runtime::Backend::new(&cfg.backend)
+            .map_err(|e| anyhow::anyhow!("config key `backend`: {e}"))?;
+
+        // The policy stage (optional): its publishers and control topic.
+        let latest = Arc::new(Latest::default());
+        let policy = match &cfg.policy.bundle {
+            Some(_) => {
+                let stage = PolicyStage::new(
+                    &cfg.policy,
+                    &cfg.robot_id,
+                    &backend,
+                    &mut transport,
+                    clock.clone(),
+                    stats.clone(),
+                )?;
+                let controls = transport.subscriber::<PolicyControl>(
+                    &cfg.policy.control_topic,
+                    TopicQos::Reliable { depth: 10 },
+                    16,
+                )?;
+                Some((stage, controls))
+            }
+            None => None,
+        };
+        let tap_policy = policy.is_some();
 
         // Sinks, the trainer link first: it numbers what the others carry.
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -307,6 +337,10 @@ impl Node {
                 when_full: WhenFull::DropOldest,
                 pack: Arc::new,
                 received: Some(camera_count.clone()),
+                tap: tap_policy.then(|| {
+                    let l = latest.clone();
+                    Box::new(move |f: &Frame| l.set_camera(f)) as inputs::Tap<Frame>
+                }),
             }
             .spawn(clock.clone(), stop.clone(), stats.clone())?,
             Input {
@@ -317,6 +351,11 @@ impl Node {
                 when_full: WhenFull::DropNew,
                 pack: std::convert::identity,
                 received: None,
+                tap: tap_policy.then(|| {
+                    let l = latest.clone();
+                    Box::new(move |j: &Arrived<JointState>| l.set_joints(j))
+                        as inputs::Tap<Arrived<JointState>>
+                }),
             }
             .spawn(clock.clone(), stop.clone(), stats.clone())?,
             Input {
@@ -327,6 +366,7 @@ impl Node {
                 when_full: WhenFull::DropNew,
                 pack: std::convert::identity,
                 received: None,
+                tap: None,
             }
             .spawn(clock.clone(), stop.clone(), stats.clone())?,
         ];
@@ -361,8 +401,6 @@ impl Node {
             })?;
 
         // The reward stage, on the configured backend.
-        let backend = sarm_runtime::Backend::new(&cfg.backend)
-            .map_err(|e| anyhow::anyhow!("config key `backend`: {e}"))?;
         if let Some(w) = sarm_runtime::backend::precision_warning(cfg.backend.kind, cfg.precision) {
             tracing::warn!("{w}");
         }
@@ -395,6 +433,25 @@ impl Node {
                     reward.on(a);
                 }
             })?;
+
+        // The policy stage, at its own rate on the node clock.
+        let policy = match policy {
+            Some((stage, controls)) => {
+                let io = PolicyIo {
+                    latest,
+                    controls,
+                    stop: stop.clone(),
+                    // A bag's stamps are from its recording.
+                    age_from_arrival: cfg.source.kind == SourceKind::Bag,
+                };
+                Some(
+                    std::thread::Builder::new()
+                        .name("sarm-policy".into())
+                        .spawn(move || stage.run(io))?,
+                )
+            }
+            None => None,
+        };
 
         // The assembler.
         let mut assembler = Assembler::new(
@@ -469,6 +526,7 @@ impl Node {
             stop,
             assembler,
             reward,
+            policy,
             outputs,
             inputs,
             replay,
@@ -511,6 +569,11 @@ impl Node {
         }
         for t in self.inputs {
             let _ = t.join();
+        }
+        if let Some(p) = self.policy {
+            if p.join().is_err() {
+                anyhow::bail!("the policy stage panicked");
+            }
         }
         if self.reward.join().is_err() {
             anyhow::bail!("the reward stage panicked");

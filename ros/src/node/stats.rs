@@ -46,10 +46,17 @@ pub enum Stage {
     Trigger,
     /// Camera header stamp -> Progress published (meaningful when stamps are live).
     StampToPublish,
+    /// The policy stage's JPEG/PNG/raw -> RGB (once per new frame).
+    PolicyDecode,
+    /// The policy graph's run (ticks where the model ran).
+    PolicyInference,
+    /// Arrival of the camera frame a command was computed from -> the
+    /// command handed to the transport.
+    ObservationToCommand,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Queue,
         Stage::Decode,
         Stage::Encode,
@@ -58,6 +65,9 @@ impl Stage {
         Stage::EndToEnd,
         Stage::Trigger,
         Stage::StampToPublish,
+        Stage::PolicyDecode,
+        Stage::PolicyInference,
+        Stage::ObservationToCommand,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +80,9 @@ impl Stage {
             Stage::EndToEnd => "receive_to_publish",
             Stage::Trigger => "trigger_to_publish",
             Stage::StampToPublish => "stamp_to_publish",
+            Stage::PolicyDecode => "policy_decode",
+            Stage::PolicyInference => "policy_inference",
+            Stage::ObservationToCommand => "observation_to_command",
         }
     }
 }
@@ -97,6 +110,17 @@ struct Inner {
     /// its execution providers), shown in /diagnostics.
     fixed: Vec<(String, String)>,
     live: Live,
+    policy: Option<PolicyStatus>,
+}
+
+/// The policy's safety layer as `/diagnostics` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyStatus {
+    /// disarmed, armed, holding, faulted.
+    pub state: &'static str,
+    /// The last event (armed, disarmed, fault, reset, arm_refused), its
+    /// detail and node-clock time.
+    pub last_event: Option<(&'static str, String, i64)>,
 }
 
 /// Shared statistics (one lock, taken briefly once per event).
@@ -139,6 +163,7 @@ impl NodeStats {
                 errors: BTreeMap::new(),
                 fixed: Vec::new(),
                 live: Live::default(),
+                policy: None,
             }),
             clock,
             assembled_until: AtomicI64::new(i64::MIN),
@@ -208,6 +233,23 @@ impl NodeStats {
     }
 
     /// A sink failed once.
+    /// The safety layer's state after a control tick.
+    pub fn set_policy_state(&self, state: &'static str) {
+        self.with(|i| i.policy.get_or_insert_with(Default::default).state = state);
+    }
+
+    /// A safety layer event (for `/diagnostics`: the last one).
+    pub fn set_policy_event(&self, name: &'static str, detail: &str, at_ns: i64) {
+        self.with(|i| {
+            i.policy.get_or_insert_with(Default::default).last_event =
+                Some((name, detail.to_string(), at_ns))
+        });
+    }
+
+    pub fn policy(&self) -> Option<PolicyStatus> {
+        self.with(|i| i.policy.clone())
+    }
+
     pub fn count_error(&self, sink: &'static str) {
         self.with(|i| *i.errors.entry(sink).or_default() += 1);
     }
@@ -308,6 +350,37 @@ impl NodeStats {
                 format!("{} inputs dropped", drops.values().sum::<u64>()),
             )
         };
+        let (mut level, mut message) = (level, message);
+        if let Some(p) = self.policy() {
+            values.push(KeyValue {
+                key: "policy_state".into(),
+                value: p.state.to_string(),
+            });
+            if let Some((name, detail, _)) = &p.last_event {
+                values.push(KeyValue {
+                    key: "policy_last_event".into(),
+                    value: if detail.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{name}: {detail}")
+                    },
+                });
+            }
+            if p.state == "faulted" {
+                level = 2;
+                message = format!(
+                    "policy fault latched{}",
+                    p.last_event
+                        .as_ref()
+                        .filter(|e| e.0 == "fault")
+                        .map(|e| format!(": {}", e.1))
+                        .unwrap_or_default()
+                );
+            } else if p.state == "holding" && level == 0 {
+                level = 1;
+                message = "policy holding its last command".into();
+            }
+        }
         values.push(KeyValue {
             key: "episode_index".into(),
             value: live.episode_index.to_string(),

@@ -186,6 +186,8 @@ mod tests {
     }
 
     impl Shifting {
+        // Indexes as LeRobot's formula reads: e[j], c[j] and chunk[j] together.
+        #[allow(clippy::needless_range_loop)]
         fn update(&mut self, chunk: &[f32]) -> f32 {
             let n = self.w.len();
             if self.e.is_empty() {

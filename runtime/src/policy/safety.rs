@@ -499,9 +499,9 @@ impl SafetyLayer {
             }
         }
         if self.auto_arm && !self.auto_armed {
-            if self.state == SafetyState::Armed {
-                self.auto_armed = true;
-            } else if self.state == SafetyState::Disarmed && self.arm(t.now, t.measured).is_none() {
+            let armed = self.state == SafetyState::Armed
+                || (self.state == SafetyState::Disarmed && self.arm(t.now, t.measured).is_none());
+            if armed {
                 self.auto_armed = true;
             }
         }

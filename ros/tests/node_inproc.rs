@@ -25,7 +25,8 @@ use sarm_ros::bag::{read_bag, McapOut};
 use sarm_ros::inproc::{Bus, InProcSubscriber};
 use sarm_ros::msg::{
     Clock as ClockMsg, CompressedImage, DiagnosticArray, EpisodeEvent, EventKind, Header,
-    JointState, Progress, RosMessage, SampleWeight, Time,
+    Float64MultiArray, JointState, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight,
+    Time,
 };
 use sarm_ros::node::config::NodeConfig;
 use sarm_ros::node::{Node, NodeIo, RunSummary};
@@ -153,6 +154,8 @@ struct Rig {
     weights: InProcSubscriber<SampleWeight>,
     episodes: InProcSubscriber<EpisodeEvent>,
     diagnostics: InProcSubscriber<DiagnosticArray>,
+    /// The node runs a policy: lockstep waits for its ticks too.
+    policy: bool,
 }
 
 impl Rig {
@@ -187,6 +190,7 @@ impl Rig {
             weights,
             episodes,
             diagnostics,
+            policy: cfg.policy.bundle.is_some(),
         }
     }
 
@@ -203,8 +207,11 @@ impl Rig {
             })
             .unwrap();
         let stats = self.node().stats().clone();
+        let policy = self.policy;
         wait_for("the node to follow /clock", || {
-            self.clock.now_ns() == ns && stats.assembled_until() >= ns
+            self.clock.now_ns() == ns
+                && stats.assembled_until() >= ns
+                && (!policy || stats.policy_until() >= ns)
         });
         self.settle();
     }
@@ -225,6 +232,13 @@ impl Rig {
     /// its time, and waits for the node to take each in and score what is
     /// due: lockstep, as a simulator that waits for the robot.
     fn play(&mut self, case: Case) {
+        self.play_messages(&messages(case), 0);
+    }
+
+    /// [`Self::play`] for some messages; with `step_ns` > 0 the clock also
+    /// moves in steps of at most that between them (a control-rate
+    /// simulator's ticks).
+    fn play_messages(&mut self, msgs: &[(i64, String, Vec<u8>)], step_ns: i64) {
         let camera = self
             .bus
             .publisher::<sarm_ros::msg::CompressedImage>(CAMERA)
@@ -233,7 +247,11 @@ impl Rig {
             .bus
             .publisher::<sarm_ros::msg::JointState>(JOINTS)
             .unwrap();
-        for (stamp, topic, cdr) in messages(case) {
+        for (stamp, topic, cdr) in msgs {
+            let stamp = *stamp;
+            if step_ns > 0 {
+                self.advance_to(stamp, step_ns);
+            }
             self.set_time(stamp);
             let (key, before) = if topic == CAMERA {
                 ("camera_messages", self.count("camera_messages"))
@@ -241,14 +259,26 @@ impl Rig {
                 ("joint_messages", self.count("joint_messages"))
             };
             if topic == CAMERA {
-                camera.publish_cdr(&cdr);
+                camera.publish_cdr(cdr);
             } else {
-                joints.publish_cdr(&cdr);
+                joints.publish_cdr(cdr);
             }
             wait_for("the node to take the message in", || {
                 self.count(key) > before
             });
             self.settle();
+        }
+    }
+
+    /// Moves the clock to `t` in steps of at most `step_ns`.
+    fn advance_to(&mut self, t: i64, step_ns: i64) {
+        if !self.clock.started() {
+            return;
+        }
+        let mut now = self.clock.now_ns();
+        while now < t {
+            now = (now + step_ns).min(t);
+            self.set_time(now);
         }
     }
 
@@ -538,4 +568,203 @@ fn a_failing_recorder_stops_alone() {
     assert!(spooled.iter().enumerate().all(|(i, r)| r.seq == i as u64));
     // The parquet writer, a sink of its own, was not stopped by the recorder.
     assert!(out.join("sarm_progress.parquet").exists());
+}
+
+/// A policy (the act-test bundle) on the label fixture, lockstep at 10 ms
+/// steps: nothing is commanded until armed; every command is inside the
+/// bundle's joint limits and within `max_step` of the one before; an
+/// e-stop stops commands at the next control tick and latches a fault
+/// that needs a reset; camera and joints going quiet hold the last
+/// command, then latch a fault after `hold_timeout_ms`, shown as ERROR
+/// on /diagnostics.
+#[test]
+fn a_policy_commands_only_through_the_safety_layer() {
+    const MS: i64 = 1_000_000;
+    let case = Case::Fixture;
+    let act = root().join("models/act-test");
+    let cfg = config(
+        case,
+        &format!(
+            "[policy]\nbundle = \"{}\"\n\n[policy.safety]\nmax_obs_age_ms = 100\n\
+             max_silence_ms = 200\nhold_timeout_ms = 300\n",
+            act.display()
+        ),
+    );
+    let bundle = sarm_runtime::policy::PolicyBundle::load(&act).unwrap();
+    let (lower, upper, max_step) = bundle.limits();
+    let (lower, upper, max_step) = (lower.to_vec(), upper.to_vec(), max_step.to_vec());
+    let mut rig = Rig::start(&cfg);
+    let reliable = TopicQos::Reliable { depth: 100 };
+    let commands = rig
+        .bus
+        .subscriber::<Float64MultiArray>("/sarm/joint_commands", reliable, 100_000)
+        .unwrap();
+    let events = rig
+        .bus
+        .subscriber::<PolicyEvent>("/sarm/policy_event", reliable, 100)
+        .unwrap();
+    let mut control = rig
+        .bus
+        .publisher::<PolicyControl>("/sarm/policy_control")
+        .unwrap();
+    let mut controls_sent = 0;
+    let mut send = |rig: &mut Rig, command: u8| {
+        control
+            .publish(&PolicyControl {
+                robot_id: "inproc".into(),
+                command,
+                reason: "test".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        controls_sent += 1;
+        let stats = rig.node().stats().clone();
+        wait_for("the policy stage to take the control in", || {
+            stats.counts().get("policy_controls_received").copied() == Some(controls_sent)
+        });
+    };
+    let drain_commands = || {
+        let mut v = Vec::new();
+        while let Some(c) = commands.try_recv().unwrap() {
+            v.push(c.data);
+        }
+        v
+    };
+    let drain_events = || {
+        let mut v = Vec::new();
+        while let Some(e) = events.try_recv().unwrap() {
+            v.push(e);
+        }
+        v
+    };
+    let check = |cmds: &[Vec<f64>], prev: Option<&Vec<f64>>| {
+        let mut prev = prev.cloned();
+        for c in cmds {
+            assert_eq!(c.len(), 14);
+            for j in 0..14 {
+                assert!(
+                    c[j] >= lower[j] as f64 && c[j] <= upper[j] as f64,
+                    "joint {j}: {} outside [{}, {}]",
+                    c[j],
+                    lower[j],
+                    upper[j]
+                );
+                if let Some(p) = &prev {
+                    assert!(
+                        (c[j] - p[j]).abs() <= max_step[j] as f64 + 1e-9,
+                        "joint {j}: step {} > max_step {}",
+                        (c[j] - p[j]).abs(),
+                        max_step[j]
+                    );
+                }
+            }
+            prev = Some(c.clone());
+        }
+    };
+
+    let msgs = messages(case);
+    let t0 = msgs[0].0;
+    let upto = |ms: i64| {
+        msgs.iter()
+            .filter(|m| m.0 >= t0 + (ms - 400) * MS && m.0 < t0 + ms * MS)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // Disarmed: nothing commanded, however long.
+    rig.play_messages(&upto(400), 10 * MS);
+    assert!(drain_commands().is_empty(), "commands while disarmed");
+    assert!(rig.count("policy_ticks") >= 15, "the policy ticks at 50 Hz");
+
+    // Armed: commands inside the limits, each within max_step.
+    send(&mut rig, PolicyControl::ARM);
+    rig.play_messages(&upto(800), 10 * MS);
+    let ev = drain_events();
+    assert_eq!(ev.first().map(|e| e.event), Some(PolicyEvent::ARMED), "{ev:?}");
+    let armed = drain_commands();
+    assert!(armed.len() >= 15, "{} commands in 400 ms at 50 Hz", armed.len());
+    check(&armed, None);
+    assert!(rig.count("policy_model_calls") >= 2, "the queue refilled");
+
+    // E-stop: the next control tick publishes nothing, and nothing after.
+    send(&mut rig, PolicyControl::ESTOP);
+    let now = rig.clock.now_ns();
+    rig.advance_to(now + 20 * MS, 10 * MS);
+    rig.advance_to(now + 300 * MS, 10 * MS);
+    assert!(drain_commands().is_empty(), "a command after the e-stop");
+    let ev = drain_events();
+    assert!(
+        ev.iter()
+            .any(|e| e.event == PolicyEvent::FAULT && e.cause == 1 && e.detail.contains("e-stop")),
+        "{ev:?}"
+    );
+    // Arming while faulted is refused until a reset.
+    send(&mut rig, PolicyControl::ARM);
+    rig.advance_to(rig.clock.now_ns() + 20 * MS, 10 * MS);
+    assert!(drain_commands().is_empty());
+    let ev = drain_events();
+    assert_eq!(ev.iter().map(|e| e.event).collect::<Vec<_>>(), [PolicyEvent::ARM_REFUSED]);
+    send(&mut rig, PolicyControl::RESET);
+    send(&mut rig, PolicyControl::ARM);
+    let rest: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.0 > rig.clock.now_ns())
+        .cloned()
+        .collect();
+    assert!(!rest.is_empty(), "the bag has messages left to rearm on");
+    rig.play_messages(&rest, 10 * MS);
+    let ev = drain_events();
+    assert_eq!(
+        ev.iter().map(|e| e.event).collect::<Vec<_>>(),
+        [PolicyEvent::RESET, PolicyEvent::ARMED],
+        "{ev:?}"
+    );
+    let rearmed = drain_commands();
+    assert!(!rearmed.is_empty(), "commands after reset and arm");
+    check(&rearmed, None);
+
+    // The inputs go quiet: hold the last command, then latch a fault.
+    let last = rearmed.last().unwrap().clone();
+    let quiet = rig.clock.now_ns();
+    rig.advance_to(quiet + 600 * MS, 10 * MS);
+    let held = drain_commands();
+    assert!(!held.is_empty(), "the last command is held first");
+    check(&held, Some(&last));
+    // Once the hold began, every command is the same.
+    let first_hold = held.iter().position(|c| *c == *held.last().unwrap()).unwrap();
+    assert!(held[first_hold..].iter().all(|c| *c == held[first_hold]));
+    let ev = drain_events();
+    let fault = ev
+        .iter()
+        .find(|e| e.event == PolicyEvent::FAULT)
+        .unwrap_or_else(|| panic!("no fault latched: {ev:?}"));
+    assert!(
+        [3, 4].contains(&fault.cause),
+        "cause stale observation (3) or input silent (4): {fault:?}"
+    );
+    assert!((fault.held_s - 0.3).abs() < 0.0251, "held {} s", fault.held_s);
+    assert!(rig.count("safety_trip_estop") >= 1);
+    assert!(rig.count("policy_hold_ticks") >= 10);
+    rig.advance_to(rig.clock.now_ns() + 100 * MS, 10 * MS);
+    assert!(drain_commands().is_empty(), "commands after the fault");
+    wait_for("/diagnostics to show the fault", || {
+        let mut last = None;
+        while let Some(d) = rig.diagnostics.try_recv().unwrap() {
+            last = Some(d);
+        }
+        last.is_some_and(|d| {
+            let s = &d.status[0];
+            s.level == 2
+                && s.message.contains("policy fault latched")
+                && s.values.iter().any(|kv| kv.key == "policy_state" && kv.value == "faulted")
+        })
+    });
+    let (summary, _, _) = rig.finish();
+    // Every command published is counted once, as new or held.
+    assert_eq!(
+        summary.counts["policy_commands"] + summary.counts["policy_hold_ticks"],
+        (armed.len() + rearmed.len() + held.len()) as u64,
+        "{:?}",
+        summary.counts
+    );
 }

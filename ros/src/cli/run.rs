@@ -67,6 +67,16 @@ pub struct RunArgs {
     /// as `use_sim_time` does).
     #[arg(long)]
     pub use_sim_time: bool,
+    /// Run a policy bundle beside the reward model (sets `policy.bundle`);
+    /// without a value, the test policy models/act-test. Commands go
+    /// through the safety layer, which starts disarmed; the embedded
+    /// default arms it by itself (open loop on the bundled episode).
+    #[arg(long, value_name = "BUNDLE", num_args = 0..=1, default_missing_value = "models/act-test")]
+    pub policy: Option<PathBuf>,
+    /// Arm the policy at the first joint state (sets
+    /// `policy.safety.auto_arm`; meant for simulation and replays).
+    #[arg(long)]
+    pub auto_arm: bool,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -229,6 +239,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(r) = args.rate {
         cfg.source.rate = r;
     }
+    if let Some(p) = &args.policy {
+        cfg.policy.bundle = Some(locate(p));
+        // The embedded default replays a recorded episode: nothing moves,
+        // so the policy arms by itself to show its commands.
+        cfg.policy.safety.auto_arm |= embedded;
+    }
+    if args.auto_arm {
+        cfg.policy.safety.auto_arm = true;
+    }
     cfg.validate()?;
     if args.print_config {
         print!("{}", toml::to_string(&cfg)?);
@@ -249,6 +268,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .unwrap_or(Path::new("?"))
                 .display()
         );
+        if let Some(p) = &cfg.policy.bundle {
+            eprintln!(
+                "sarm run: policy {} runs open loop on the same episode (auto-armed), {}",
+                p.display(),
+                node::policy::describe(&cfg.policy)
+            );
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -295,10 +321,10 @@ fn print_summary(cfg: &NodeConfig, s: &RunSummary) {
     for (k, v) in &s.drops {
         println!("  dropped ({k}): {v}");
     }
-    println!("  latency (ms)            p50      p99   samples");
+    println!("  latency (ms)                p50      p99   samples");
     for (name, p50, p99, n) in &s.latency {
         if *n > 0 {
-            println!("    {name:<18} {p50:>8.2} {p99:>8.2} {n:>9}");
+            println!("    {name:<22} {p50:>8.2} {p99:>8.2} {n:>9}");
         }
     }
     if let (false, Some(dir)) = (s.outputs.files.is_empty(), &cfg.output_dir) {

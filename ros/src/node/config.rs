@@ -797,6 +797,10 @@ mod tests {
                 tensorrt_cache_dir: Some("x".into()),
                 ..d.backend.clone()
             },
+            policy: PolicySection {
+                bundle: Some("x".into()),
+                ..d.policy.clone()
+            },
             ..d
         };
         let value = toml::Value::try_from(&all).unwrap();
@@ -805,7 +809,8 @@ mod tests {
             if let toml::Value::Table(t) = v {
                 for (k, v) in t {
                     match v {
-                        toml::Value::Table(_) => walk(k, v, keys),
+                        toml::Value::Table(_) if prefix.is_empty() => walk(k, v, keys),
+                        toml::Value::Table(_) => walk(&format!("{prefix}.{k}"), v, keys),
                         _ => keys.push((prefix.to_string(), k.clone())),
                     }
                 }

@@ -347,8 +347,9 @@ impl PolicyStage {
                 while !ctl_stop.load(Ordering::Relaxed) {
                     match controls.recv_timeout(Duration::from_millis(20)) {
                         Ok(Some(m)) => {
-                            if tx.try_send(m).is_err() {
-                                ctl_stats.drop_one("policy_control_queue_full");
+                            match tx.try_send(m) {
+                                Ok(()) => ctl_stats.count("policy_controls_received", 1),
+                                Err(_) => ctl_stats.drop_one("policy_control_queue_full"),
                             }
                         }
                         Ok(None) => {}
@@ -370,6 +371,7 @@ impl PolicyStage {
                     next = Some(now);
                     continue;
                 }
+                self.stats.set_policy_until(now);
                 let wait = Duration::from_nanos((due - now) as u64).min(Duration::from_millis(2));
                 std::thread::sleep(wait);
                 continue;
@@ -383,6 +385,7 @@ impl PolicyStage {
                 n += skipped as i64 * self.period_ns;
             }
             next = Some(n);
+            self.stats.set_policy_until(now);
         }
         if matches!(
             self.safety.state(),

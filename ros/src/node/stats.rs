@@ -131,6 +131,8 @@ pub struct NodeStats {
     /// Node-clock time up to which the assembler has done its timed work
     /// (a lockstep simulator, or a test, waits for it).
     assembled_until: AtomicI64,
+    /// Node-clock time up to which the policy stage has done its ticks.
+    policy_until: AtomicI64,
     /// Ticks the assembler handed on and the reward stage took up: their
     /// difference is the reward stage's backlog.
     ticks_handed_on: AtomicU64,
@@ -167,6 +169,7 @@ impl NodeStats {
             }),
             clock,
             assembled_until: AtomicI64::new(i64::MIN),
+            policy_until: AtomicI64::new(i64::MIN),
             ticks_handed_on: AtomicU64::new(0),
             ticks_taken: AtomicU64::new(0),
         }
@@ -175,6 +178,15 @@ impl NodeStats {
     /// The assembler has done its timed work up to `now_ns`.
     pub fn set_assembled_until(&self, now_ns: i64) {
         self.assembled_until.fetch_max(now_ns, Ordering::AcqRel);
+    }
+
+    /// The policy stage has done its control ticks up to `now_ns`.
+    pub fn set_policy_until(&self, now_ns: i64) {
+        self.policy_until.store(now_ns, Ordering::Release);
+    }
+
+    pub fn policy_until(&self) -> i64 {
+        self.policy_until.load(Ordering::Acquire)
     }
 
     pub fn assembled_until(&self) -> i64 {

@@ -193,6 +193,8 @@ fn run_episode(bundle: &Bundle, precision: Precision, inputs: &[Input]) -> Run {
             rabc_head: HeadKind::Sparse,
             // Fed as fast as it scores: nothing is late.
             max_lag: Duration::from_secs(3600),
+            success: None,
+            stall: None,
         },
         &sarm_runtime::Backend::new(&sarm_runtime::BackendConfig::default())
             .expect("tract needs no library"),

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use sarm_ros::bag::{read_bag, McapOut};
 use sarm_ros::inproc::{Bus, InProcSubscriber};
 use sarm_ros::msg::{
-    Clock as ClockMsg, CompressedImage, DiagnosticArray, EpisodeEvent, EventKind, Header,
-    Float64MultiArray, JointState, PolicyControl, PolicyEvent, Progress, RosMessage, SampleWeight,
-    Time,
+    Clock as ClockMsg, CompressedImage, DiagnosticArray, EpisodeEvent, EventKind,
+    Float64MultiArray, Header, JointState, PolicyControl, PolicyEvent, Progress, RosMessage,
+    SampleWeight, Time,
 };
 use sarm_ros::node::config::NodeConfig;
 use sarm_ros::node::{Node, NodeIo, RunSummary};
@@ -680,9 +680,17 @@ fn a_policy_commands_only_through_the_safety_layer() {
     send(&mut rig, PolicyControl::ARM);
     rig.play_messages(&upto(800), 10 * MS);
     let ev = drain_events();
-    assert_eq!(ev.first().map(|e| e.event), Some(PolicyEvent::ARMED), "{ev:?}");
+    assert_eq!(
+        ev.first().map(|e| e.event),
+        Some(PolicyEvent::ARMED),
+        "{ev:?}"
+    );
     let armed = drain_commands();
-    assert!(armed.len() >= 15, "{} commands in 400 ms at 50 Hz", armed.len());
+    assert!(
+        armed.len() >= 15,
+        "{} commands in 400 ms at 50 Hz",
+        armed.len()
+    );
     check(&armed, None);
     assert!(rig.count("policy_model_calls") >= 2, "the queue refilled");
 
@@ -703,7 +711,10 @@ fn a_policy_commands_only_through_the_safety_layer() {
     rig.advance_to(rig.clock.now_ns() + 20 * MS, 10 * MS);
     assert!(drain_commands().is_empty());
     let ev = drain_events();
-    assert_eq!(ev.iter().map(|e| e.event).collect::<Vec<_>>(), [PolicyEvent::ARM_REFUSED]);
+    assert_eq!(
+        ev.iter().map(|e| e.event).collect::<Vec<_>>(),
+        [PolicyEvent::ARM_REFUSED]
+    );
     send(&mut rig, PolicyControl::RESET);
     send(&mut rig, PolicyControl::ARM);
     let rest: Vec<_> = msgs
@@ -731,7 +742,10 @@ fn a_policy_commands_only_through_the_safety_layer() {
     assert!(!held.is_empty(), "the last command is held first");
     check(&held, Some(&last));
     // Once the hold began, every command is the same.
-    let first_hold = held.iter().position(|c| *c == *held.last().unwrap()).unwrap();
+    let first_hold = held
+        .iter()
+        .position(|c| *c == *held.last().unwrap())
+        .unwrap();
     assert!(held[first_hold..].iter().all(|c| *c == held[first_hold]));
     let ev = drain_events();
     let fault = ev
@@ -742,7 +756,11 @@ fn a_policy_commands_only_through_the_safety_layer() {
         [3, 4].contains(&fault.cause),
         "cause stale observation (3) or input silent (4): {fault:?}"
     );
-    assert!((fault.held_s - 0.3).abs() < 0.0251, "held {} s", fault.held_s);
+    assert!(
+        (fault.held_s - 0.3).abs() < 0.0251,
+        "held {} s",
+        fault.held_s
+    );
     assert!(rig.count("safety_trip_estop") >= 1);
     assert!(rig.count("policy_hold_ticks") >= 10);
     rig.advance_to(rig.clock.now_ns() + 100 * MS, 10 * MS);
@@ -756,7 +774,9 @@ fn a_policy_commands_only_through_the_safety_layer() {
             let s = &d.status[0];
             s.level == 2
                 && s.message.contains("policy fault latched")
-                && s.values.iter().any(|kv| kv.key == "policy_state" && kv.value == "faulted")
+                && s.values
+                    .iter()
+                    .any(|kv| kv.key == "policy_state" && kv.value == "faulted")
         })
     });
     let (summary, _, _) = rig.finish();
@@ -767,4 +787,49 @@ fn a_policy_commands_only_through_the_safety_layer() {
         "{:?}",
         summary.counts
     );
+}
+
+/// A rollout whose progress does not rise (the stall rule, made strict: a
+/// rise of 0.5 within 0.3 s) ends its episode with a "stall" reason, and
+/// the policy, armed by itself, is disarmed by the verdict.
+#[test]
+fn a_stalled_rollout_ends_its_episode_and_disarms_the_policy() {
+    const MS: i64 = 1_000_000;
+    let case = Case::Fixture;
+    let mut cfg = config(
+        case,
+        &format!(
+            "[policy]\nbundle = \"{}\"\ndisarm_on_verdict = true\n\n[policy.safety]\nauto_arm = true\n",
+            root().join("models/act-test").display()
+        ),
+    );
+    cfg.episode.end_on_stall = true;
+    cfg.episode.stall_delta = 0.5;
+    cfg.episode.stall_s = 0.3;
+    cfg.validate().unwrap();
+    assert!(cfg.episode.end_on_stall && cfg.policy.disarm_on_verdict);
+    let mut rig = Rig::start(&cfg);
+    let events = rig
+        .bus
+        .subscriber::<PolicyEvent>("/sarm/policy_event", TopicQos::Reliable { depth: 100 }, 100)
+        .unwrap();
+    rig.play_messages(&messages(case), 10 * MS);
+    let (episodes, _) = rig.run_until_end(5.0, 0.0);
+    let end = episodes.iter().find(|e| e.closes()).unwrap();
+    assert!(end.reason.starts_with("stall"), "{end:?}");
+    assert!(end.frames < 36, "ended before the bag did: {end:?}");
+    let mut got = Vec::new();
+    while let Some(e) = events.try_recv().unwrap() {
+        got.push(e.event);
+    }
+    assert_eq!(
+        got[..2],
+        [PolicyEvent::ARMED, PolicyEvent::DISARMED],
+        "{got:?}"
+    );
+    assert_eq!(rig.count("episode_stall"), 1);
+    // (Not finish(): the frames after the verdict start episode 1, whose
+    // frame indices repeat episode 0's.)
+    rig.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.node.take().unwrap().wait(false).unwrap();
 }

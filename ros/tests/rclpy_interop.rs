@@ -11,6 +11,11 @@
 //!   in order, and a clean exit logs no ERROR.
 //! - rclpy's graph shows sarm's endpoints and no `/clock` reader of the wrong
 //!   type (ros2-client's spinner subscribed `builtin_interfaces/msg/Time`).
+//! - rclpy, as a robot's controller, arms the policy with
+//!   sarm_msgs/PolicyControl and receives its commands as
+//!   trajectory_msgs/JointTrajectory (joint_trajectory_controller) and as
+//!   std_msgs/Float64MultiArray (forward_command_controller), and the
+//!   PolicyEvents: armed, then a fault once its inputs stop.
 //! - A Fast DDS participant that also advertises this machine's LAN address
 //!   gets nothing sent there from a `sarm replay` restricted to 127.0.0.1
 //!   (every sendto/sendmsg traced with strace).
@@ -485,4 +490,125 @@ fn a_loopback_replay_sends_nothing_to_a_fast_dds_peers_lan_address() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One node run with a policy whose commands take `form`, fed and armed by
+/// rclpy: the peer's output lines as JSON.
+fn policy_run(domain: u16, form: &str) -> Vec<Value> {
+    let dir = tmp(&format!("policy-{form}"));
+    let cfg = dir.join("node.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "robot_id = \"e2e\"\nbundle = \"{}\"\n\n[episode]\ninactivity_s = 2.0\n\n\
+             [transport]\nkind = \"dds\"\ndomain_id = {domain}\ninterfaces = [\"127.0.0.1\"]\n\n\
+             [outputs]\ntrainer_link = false\n\n[policy]\nbundle = \"{}\"\ncommand = \"{form}\"\n",
+            root().join("models/sarm-test").display(),
+            root().join("models/act-test").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let mut node = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_sarm"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ));
+    let policy = format!("--policy={form}");
+    let peer = Peer::spawn(
+        "rclpy_peer.py",
+        &[
+            "feed-node",
+            &domain.to_string(),
+            bag().to_str().unwrap(),
+            "1.0",
+            &policy,
+        ],
+    );
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        assert!(Instant::now() < deadline, "rclpy peer: no \"end\" in 150 s");
+        let Some(line) = peer.line(Duration::from_secs(1)) else {
+            continue;
+        };
+        if line == "end" {
+            break;
+        }
+        if line.starts_with("published ") {
+            continue;
+        }
+        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    drop(peer);
+    let node = node.0.take().unwrap();
+    interrupt(&node);
+    let out = node.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+    assert!(out.status.success(), "sarm run failed: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+    lines
+}
+
+#[test]
+fn rclpy_arms_the_policy_and_its_controllers_get_the_commands() {
+    let _serial = serial();
+    let bundle = sarm_runtime::policy::PolicyBundle::load(root().join("models/act-test")).unwrap();
+    let names = bundle.action.names.clone();
+    let (lower, upper, _) = bundle.limits();
+    for (domain, form) in [(64u16, "joint_trajectory"), (65, "float64_multi_array")] {
+        let lines = policy_run(domain, form);
+        let events: Vec<&Value> = lines.iter().filter_map(|l| l.get("policy_event")).collect();
+        let commands: Vec<&Value> = lines.iter().filter_map(|l| l.get("command")).collect();
+        assert_eq!(
+            events.first().map(|e| e["event"].as_u64()),
+            Some(Some(0)),
+            "{form}: ARMED first: {events:?}"
+        );
+        assert!(
+            commands.len() >= 20,
+            "{form}: {} commands in a 1.2 s episode at 50 Hz",
+            commands.len()
+        );
+        for c in &commands {
+            let positions: Vec<f64> = match form {
+                "joint_trajectory" => {
+                    assert_eq!(c["joint_names"], serde_json::json!(names), "{c}");
+                    let points = c["points"].as_array().unwrap();
+                    assert_eq!(points.len(), 1);
+                    assert_eq!(
+                        (
+                            &points[0]["time_from_start"]["sec"],
+                            &points[0]["time_from_start"]["nanosec"]
+                        ),
+                        (&serde_json::json!(0), &serde_json::json!(20_000_000)),
+                        "one control period ahead"
+                    );
+                    serde_json::from_value(points[0]["positions"].clone()).unwrap()
+                }
+                _ => {
+                    assert_eq!(c["layout"]["dim"][0]["size"], 14);
+                    serde_json::from_value(c["data"].clone()).unwrap()
+                }
+            };
+            assert_eq!(positions.len(), names.len());
+            for (j, p) in positions.iter().enumerate() {
+                assert!(
+                    *p >= lower[j] as f64 && *p <= upper[j] as f64,
+                    "{form}: joint {j} {p} outside the limits"
+                );
+            }
+        }
+        // The bag ends, its inputs go quiet: a fault with that cause.
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == 2 && [3, 4].contains(&e["cause"].as_u64().unwrap_or(0))),
+            "{form}: no stale/silent fault after the inputs stopped: {events:?}"
+        );
+    }
 }

@@ -18,6 +18,7 @@
 //!   control rate (action queue, temporal ensembling) and the safety layer;
 //! - [`episode`]: per-frame rewards, online RA-BC weights and the episode's
 //!   progress series (what the node and `sarm label` derive from scores);
+//! - [`judge`]: success and stall verdicts from an episode's progress;
 //! - [`clock`]: the robot clock (wall or ROS 2 sim time);
 //! - [`rate`]: the model's frame clock (which camera frames are scored);
 //! - [`sync`]: pairing camera frames with joint states by stamp.
@@ -31,6 +32,7 @@ pub mod cache;
 pub mod clock;
 pub mod encoder;
 pub mod episode;
+pub mod judge;
 pub mod policy;
 pub mod preprocess;
 pub mod progress;

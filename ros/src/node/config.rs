@@ -246,6 +246,39 @@ pub struct EpisodeConfig {
     /// End an episode after this many frames of the model's clock (a bound
     /// on what an episode holds in memory).
     pub max_frames: u64,
+    /// End the episode (reason "success: ...") when progress (the
+    /// `rabc.head`) stays >= `success_progress` for `success_hold_s`.
+    pub end_on_success: bool,
+    pub success_progress: f32,
+    pub success_hold_s: f64,
+    /// End the episode (reason "stall: ...") when progress has not risen
+    /// by `stall_delta` for `stall_s`.
+    pub end_on_stall: bool,
+    pub stall_delta: f32,
+    pub stall_s: f64,
+}
+
+impl EpisodeConfig {
+    /// The success and stall rules that are on.
+    pub fn rules(
+        &self,
+    ) -> (
+        Option<sarm_runtime::judge::SuccessRule>,
+        Option<sarm_runtime::judge::StallRule>,
+    ) {
+        use std::time::Duration;
+        (
+            self.end_on_success
+                .then(|| sarm_runtime::judge::SuccessRule {
+                    progress: self.success_progress,
+                    hold: Duration::from_secs_f64(self.success_hold_s.max(0.0)),
+                }),
+            self.end_on_stall.then(|| sarm_runtime::judge::StallRule {
+                delta: self.stall_delta,
+                time: Duration::from_secs_f64(self.stall_s.max(0.0)),
+            }),
+        )
+    }
 }
 
 impl Default for EpisodeConfig {
@@ -255,6 +288,12 @@ impl Default for EpisodeConfig {
             inactivity_s: 2.0,
             auto_start: true,
             max_frames: 100_000,
+            end_on_success: false,
+            success_progress: 0.95,
+            success_hold_s: 1.0,
+            end_on_stall: false,
+            stall_delta: 0.02,
+            stall_s: 10.0,
         }
     }
 }
@@ -301,6 +340,9 @@ pub struct PolicySection {
     pub control_topic: String,
     /// sarm_msgs/PolicyEvent (armed, disarmed, fault and cause, reset).
     pub event_topic: String,
+    /// Disarm the policy when the episode ends on a success or stall
+    /// verdict (`episode.end_on_success`, `episode.end_on_stall`).
+    pub disarm_on_verdict: bool,
     /// Limits (only stricter than the bundle's), deadlines, arming.
     pub safety: SafetyConfig,
 }
@@ -314,6 +356,7 @@ impl Default for PolicySection {
             command_topic: "/sarm/joint_commands".into(),
             control_topic: "/sarm/policy_control".into(),
             event_topic: "/sarm/policy_event".into(),
+            disarm_on_verdict: false,
             safety: SafetyConfig::default(),
         }
     }
@@ -562,6 +605,22 @@ impl NodeConfig {
         non_negative("inputs.slop_ms", self.inputs.slop_ms)?;
         non_negative("inputs.max_wait_ms", self.inputs.max_wait_ms)?;
         non_negative("episode.inactivity_s", self.episode.inactivity_s)?;
+        let p = self.episode.success_progress;
+        if !(p.is_finite() && p > 0.0 && p <= 1.0) {
+            return Err(invalid(
+                "episode.success_progress",
+                format!("must be in (0, 1], found {p}"),
+            ));
+        }
+        non_negative("episode.success_hold_s", self.episode.success_hold_s)?;
+        let d = self.episode.stall_delta;
+        if !(d.is_finite() && d > 0.0 && d <= 1.0) {
+            return Err(invalid(
+                "episode.stall_delta",
+                format!("must be in (0, 1], found {d}"),
+            ));
+        }
+        positive("episode.stall_s", self.episode.stall_s)?;
         positive(
             "outputs.diagnostics_period_s",
             self.outputs.diagnostics_period_s,
@@ -767,6 +826,22 @@ mod tests {
             "/nonexistent/trainer-robot.json5",
         );
         bad("[time]\nclock_topic = \"\"", "time.clock_topic", "");
+        bad(
+            "[episode]\nsuccess_progress = 1.5",
+            "episode.success_progress",
+            "1.5",
+        );
+        bad("[episode]\nstall_s = 0.0", "episode.stall_s", "0");
+        bad(
+            "[policy.safety]\nhold_timeout_ms = 0",
+            "policy.safety.hold_timeout_ms",
+            "0",
+        );
+        bad(
+            "[policy]\nbundle = \"/nonexistent/policy\"",
+            "policy.bundle",
+            "/nonexistent/policy",
+        );
     }
 
     /// `launch/default.toml` documents every key (set, or commented out for

@@ -323,6 +323,9 @@ impl Node {
         let (camera_tx, camera_rx) = bounded::<Frame>(2);
         let (joints_tx, joints_rx) = bounded::<Arrived<JointState>>(queue);
         let (control_tx, control_rx) = bounded::<Arrived<EpisodeEvent>>(16);
+        let control_tx_verdict = control_tx.clone();
+        // Operator controls and verdicts to the policy stage.
+        let policy_control = bounded::<PolicyControl>(16);
         let (assembled_tx, assembled_rx) = bounded::<Assembled>(8);
         let (out_tx, out_rx) = bounded::<Output>(cfg.outputs.queue);
         let (done_tx, done_rx) = bounded::<u64>(1);
@@ -417,12 +420,21 @@ impl Node {
                 rabc: cfg.rabc.params(),
                 rabc_head: cfg.rabc.head,
                 max_lag: Duration::from_secs(1),
+                success: cfg.episode.rules().0,
+                stall: cfg.episode.rules().1,
             },
             &backend,
             clock.clone(),
             stats.clone(),
             out_tx,
         )?;
+        reward.set_verdict_outputs(reward::VerdictOutputs {
+            episode: control_tx_verdict,
+            policy: cfg
+                .policy
+                .disarm_on_verdict
+                .then(|| policy_control.0.clone()),
+        });
         let info = reward.scorer().backend_info();
         tracing::info!("inference: {info}");
         stats.set_static(info.key_values());
@@ -440,6 +452,7 @@ impl Node {
                 let io = PolicyIo {
                     latest,
                     controls,
+                    control: policy_control,
                     stop: stop.clone(),
                     // A bag's stamps are from its recording.
                     age_from_arrival: cfg.source.kind == SourceKind::Bag,

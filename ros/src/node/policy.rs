@@ -200,6 +200,12 @@ impl NameMap {
 pub struct PolicyIo {
     pub latest: Arc<Latest>,
     pub controls: Box<dyn Subscribe<PolicyControl> + Send>,
+    /// The stage's control queue: the subscription's messages and the
+    /// reward stage's verdicts go in, each tick takes them out.
+    pub control: (
+        crossbeam_channel::Sender<PolicyControl>,
+        Receiver<PolicyControl>,
+    ),
     pub stop: Arc<AtomicBool>,
     /// Header stamps are the recording's (a bag source): observation age is
     /// measured from arrival instead.
@@ -274,8 +280,7 @@ impl PolicyStage {
         )
         .map_err(|e| anyhow::anyhow!("config key `{e}`"))?;
         let period = stepper.control_period();
-        let command =
-            CommandPublisher::open(transport, cfg, stepper.action_names(), period)?;
+        let command = CommandPublisher::open(transport, cfg, stepper.action_names(), period)?;
         let events = transport.publisher(
             &cfg.event_topic,
             crate::qos::TopicQos::Reliable { depth: 100 },
@@ -333,10 +338,10 @@ impl PolicyStage {
         let PolicyIo {
             latest,
             mut controls,
+            control: (tx, rx),
             stop,
             age_from_arrival,
         } = io;
-        let (tx, rx) = crossbeam_channel::bounded::<PolicyControl>(16);
         // Controls arrive on their own thread so that the tick loop never
         // waits on the transport.
         let ctl_stop = stop.clone();
@@ -346,12 +351,10 @@ impl PolicyStage {
             .spawn(move || {
                 while !ctl_stop.load(Ordering::Relaxed) {
                     match controls.recv_timeout(Duration::from_millis(20)) {
-                        Ok(Some(m)) => {
-                            match tx.try_send(m) {
-                                Ok(()) => ctl_stats.count("policy_controls_received", 1),
-                                Err(_) => ctl_stats.drop_one("policy_control_queue_full"),
-                            }
-                        }
+                        Ok(Some(m)) => match tx.try_send(m) {
+                            Ok(()) => ctl_stats.count("policy_controls_received", 1),
+                            Err(_) => ctl_stats.drop_one("policy_control_queue_full"),
+                        },
                         Ok(None) => {}
                         Err(e) => ctl_stats.drop_one(e.kind()),
                     }
@@ -418,9 +421,9 @@ impl PolicyStage {
             last_arrival: Some(at),
         };
         let inputs = [
-            camera
-                .as_ref()
-                .map_or(InputStatus::default(), |f| status(f.msg.stamp_ns(), f.at_ns)),
+            camera.as_ref().map_or(InputStatus::default(), |f| {
+                status(f.msg.stamp_ns(), f.at_ns)
+            }),
             joints.as_ref().map_or(InputStatus::default(), |j| {
                 status(j.msg.header.stamp.as_nanos(), j.at_ns)
             }),
@@ -463,8 +466,11 @@ impl PolicyStage {
             match self.command.publish(now, &self.command_buf) {
                 Ok(()) => {
                     if let Some(f) = &camera {
-                        self.stats
-                            .record_between(Stage::ObservationToCommand, f.at_ns, self.clock.now_ns());
+                        self.stats.record_between(
+                            Stage::ObservationToCommand,
+                            f.at_ns,
+                            self.clock.now_ns(),
+                        );
                     }
                 }
                 Err(e) => {
@@ -512,7 +518,8 @@ impl PolicyStage {
                 self.stats.count("policy_steps", 1);
                 if step.model_ran {
                     self.stats.count("policy_model_calls", 1);
-                    self.stats.record(Stage::PolicyInference, step.timings.inference);
+                    self.stats
+                        .record(Stage::PolicyInference, step.timings.inference);
                     if step.timings.total.as_nanos() as i64 > self.period_ns {
                         self.stats.count("policy_inference_late", 1);
                     }
@@ -622,7 +629,11 @@ impl PolicyStage {
             ("policy_hold_ticks", c.hold_ticks, p.hold_ticks),
             ("policy_silent_ticks", c.silent_ticks, p.silent_ticks),
             ("safety_step_limited", c.step_limited, p.step_limited),
-            ("safety_position_clamped", c.position_clamped, p.position_clamped),
+            (
+                "safety_position_clamped",
+                c.position_clamped,
+                p.position_clamped,
+            ),
             ("safety_faults", c.faults, p.faults),
         ] {
             if new > old {

@@ -17,14 +17,15 @@ use crossbeam_channel::Sender;
 use image::RgbImage;
 use sarm_runtime::clock::duration_between;
 use sarm_runtime::episode::{RabcDriver, StampedWeight};
+use sarm_runtime::judge::{EpisodeJudge, StallRule, SuccessRule};
 use sarm_runtime::rabc::RabcParams;
 use sarm_runtime::{Backend, Bundle, Clock, FrameData, FrameScore, HeadKind, Scorer, ScorerConfig};
 
 use super::assemble::{Assembled, Observation};
-use super::inputs::Frame;
+use super::inputs::{Arrived, Frame};
 use super::stats::{NodeStats, Stage};
 use crate::drops::Drops;
-use crate::msg::{EpisodeEvent, EventKind, Header, Time};
+use crate::msg::{EpisodeEvent, EventKind, Header, PolicyControl, Time};
 
 /// The drop reason of an output the outputs thread had no room for (it
 /// never reaches the trainer link; the link reports the count to the sink).
@@ -64,6 +65,16 @@ pub struct RewardConfig {
     pub rabc_head: HeadKind,
     /// A tick taken up later than this after it was decided is not encoded.
     pub max_lag: Duration,
+    /// Ending the episode on its progress (`rabc_head`'s).
+    pub success: Option<SuccessRule>,
+    pub stall: Option<StallRule>,
+}
+
+/// Where a success or stall verdict goes: an END command to the
+/// assembler (which owns the episode's life), and a disarm to the policy.
+pub struct VerdictOutputs {
+    pub episode: Sender<Arrived<EpisodeEvent>>,
+    pub policy: Option<Sender<PolicyControl>>,
 }
 
 struct Episode {
@@ -83,6 +94,8 @@ pub struct RewardStage {
     /// (at most the window's look-ahead plus one).
     pending: heapless::Deque<(usize, i64, i64), MAX_LOOK_AHEAD>,
     episode: Option<Episode>,
+    judge: EpisodeJudge,
+    verdicts: Option<VerdictOutputs>,
     stats: Arc<NodeStats>,
     drops: Drops,
     out: Sender<Output>,
@@ -111,6 +124,8 @@ impl RewardStage {
             features: vec![0.0; bundle.manifest.model.image_dim],
             pending: heapless::Deque::new(),
             episode: None,
+            judge: EpisodeJudge::new(cfg.success, cfg.stall),
+            verdicts: None,
             drops: Drops::new("sarm run", Duration::from_secs(5)),
             scorer,
             clock,
@@ -118,6 +133,11 @@ impl RewardStage {
             cfg,
             out,
         })
+    }
+
+    /// Where success and stall verdicts go (without: they are not acted on).
+    pub fn set_verdict_outputs(&mut self, v: VerdictOutputs) {
+        self.verdicts = Some(v);
     }
 
     fn drop_input(&mut self, reason: &'static str, detail: impl std::fmt::Display) {
@@ -148,6 +168,7 @@ impl RewardStage {
             self.end(index - 1, EventKind::End, "a new episode started", at_ns);
         }
         self.scorer.reset_episode();
+        self.judge.reset();
         self.pending.clear();
         self.episode = Some(Episode {
             index,
@@ -248,6 +269,12 @@ impl RewardStage {
             episode.last_progress = h.progress;
         }
         let episode_index = episode.index;
+        if let Some(h) = score.heads.iter().find(|h| h.kind == self.cfg.rabc_head) {
+            if let Some(v) = self.judge.push(stamp_ns, h.progress) {
+                let reason = v.reason(self.judge.success_rule(), self.judge.stall_rule());
+                self.verdict(episode_index, &reason);
+            }
+        }
         self.stats.count("frames_scored", 1);
         let chunk_size = self.rabc.chunk_size() as u32;
         let mut weights: heapless::Vec<StampedWeight, 4> = heapless::Vec::new();
@@ -267,6 +294,54 @@ impl RewardStage {
                 chunk_size,
                 weight,
             });
+        }
+    }
+
+    /// Acts on a verdict: ends the episode (through the assembler) and
+    /// disarms the policy if asked.
+    fn verdict(&mut self, episode_index: i64, reason: &str) {
+        let kind = if reason.starts_with("success") {
+            "episode_success"
+        } else {
+            "episode_stall"
+        };
+        self.stats.count(kind, 1);
+        tracing::info!("episode {episode_index}: {reason}");
+        let Some(v) = &self.verdicts else {
+            return;
+        };
+        let now = self.clock.now_ns();
+        let end = EpisodeEvent {
+            header: Header {
+                stamp: Time::from_nanos(now),
+                frame_id: String::new(),
+            },
+            robot_id: self.cfg.robot_id.clone(),
+            episode_index,
+            event: EventKind::End.code(),
+            frames: 0,
+            final_progress: 0.0,
+            reason: reason.to_string(),
+        };
+        if v.episode
+            .try_send(Arrived {
+                msg: end,
+                at_ns: now,
+            })
+            .is_err()
+        {
+            self.stats.drop_one("verdict_not_delivered");
+        }
+        if let Some(p) = &v.policy {
+            let disarm = PolicyControl {
+                header: Header::default(),
+                robot_id: String::new(),
+                command: PolicyControl::DISARM,
+                reason: reason.to_string(),
+            };
+            if p.try_send(disarm).is_err() {
+                self.stats.drop_one("verdict_not_delivered");
+            }
         }
     }
 

@@ -8,6 +8,12 @@
         by setup_rclpy.sh) and with rosbags from ros/sarm_msgs/msg, and fail if they differ. Prints
         "published N" when the bag is through, each output as a JSON line {"progress": ...} /
         {"episode": ...}, then "end" (one second after an end or abort event).
+        With --policy=FORM (float64_multi_array | joint_trajectory | joint_state) it is also
+        the robot's controller: messages are restamped with the current time (a live robot),
+        sarm's commands on /sarm/joint_commands are received as that type (as ros2_control's
+        controllers subscribe), /sarm/policy_event is decoded both ways like Progress, and
+        once five messages are out a sarm_msgs/PolicyControl ARM goes to /sarm/policy_control.
+        Outputs {"command": ...} and {"policy_event": ...} lines too.
     rclpy_peer.py collect-raw DOMAIN CAMERA_N JOINTS_N
         subscribe the camera and joint topics raw (reliable, as `sarm replay` publishes them);
         print "ready" once subscribed, then one JSON line with, per topic, every message's
@@ -78,7 +84,8 @@ def configure_environment(lan_too: bool) -> None:
 
 
 LAN_TOO = "--lan-too" in sys.argv
-ARGS = [a for a in sys.argv[1:] if a != "--lan-too"]
+POLICY = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--policy=")), None)
+ARGS = [a for a in sys.argv[1:] if a != "--lan-too" and not a.startswith("--policy=")]
 configure_environment(LAN_TOO)
 
 import rclpy  # noqa: E402
@@ -176,11 +183,37 @@ def feed_node(domain: int, bag: str, rate: float) -> None:
     node.create_subscription(EpisodeEvent, "/sarm/episode", on_episode, RELIABLE, raw=True)
     cam = node.create_publisher(CompressedImage, CAMERA, qos_profile_sensor_data)
     joints = node.create_publisher(JointState, JOINTS, RELIABLE)
+    control = None
+    if POLICY:
+        from sarm_msgs.msg import PolicyControl, PolicyEvent
+        from std_msgs.msg import Float64MultiArray
+        from trajectory_msgs.msg import JointTrajectory
+        form = {"float64_multi_array": Float64MultiArray, "joint_trajectory": JointTrajectory,
+                "joint_state": JointState}[POLICY]
+
+        def on_command(m) -> None:
+            with lock:
+                out.append(json.dumps({"command": rclpy_plain(m)}))
+
+        def on_policy_event(raw: bytes) -> None:
+            m = decode(raw, PolicyEvent, "PolicyEvent")
+            with lock:
+                out.append(json.dumps({"policy_event": m}))
+
+        node.create_subscription(form, "/sarm/joint_commands", on_command, RELIABLE)
+        node.create_subscription(PolicyEvent, "/sarm/policy_event", on_policy_event, RELIABLE, raw=True)
+        control = node.create_publisher(PolicyControl, "/sarm/policy_control", RELIABLE)
     spin_in_background(node)
 
+    def matched() -> bool:
+        ours = (cam.get_subscription_count() and joints.get_subscription_count()
+                and node.count_publishers("/sarm/progress") and node.count_publishers("/sarm/episode"))
+        if control is not None:
+            ours = ours and control.get_subscription_count() and node.count_publishers("/sarm/joint_commands")
+        return bool(ours)
+
     deadline = time.time() + 120
-    while not (cam.get_subscription_count() and joints.get_subscription_count()
-               and node.count_publishers("/sarm/progress") and node.count_publishers("/sarm/episode")):
+    while not matched():
         if stop.is_set() or time.time() > deadline:
             sys.exit("sarm's subscriptions/publishers not matched within 120 s")
         time.sleep(0.05)
@@ -195,11 +228,13 @@ def feed_node(domain: int, bag: str, rate: float) -> None:
             due = start + (t - t0) / 1e9 / rate
             if due > time.time():
                 time.sleep(due - time.time())
-            if conn.topic == CAMERA:
-                cam.publish(deserialize_message(bytes(raw), CompressedImage))
-            else:
-                joints.publish(deserialize_message(bytes(raw), JointState))
+            m = deserialize_message(bytes(raw), CompressedImage if conn.topic == CAMERA else JointState)
+            if POLICY:
+                m.header.stamp = node.get_clock().now().to_msg()
+            (cam if conn.topic == CAMERA else joints).publish(m)
             n += 1
+            if control is not None and n == 5:
+                control.publish(PolicyControl(command=PolicyControl.ARM, reason="rclpy peer"))
     print(f"published {n}", flush=True)
 
     while not stop.is_set() and time.time() < deadline and not (ended and time.time() > ended[0] + 1.0):

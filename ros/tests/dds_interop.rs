@@ -124,3 +124,86 @@ fn cyclone_receives_our_progress() {
     let expected = serde_json::to_value(&msg).unwrap();
     assert_eq!(got, expected, "Cyclone decoded something else");
 }
+
+/// A policy's commands, in both forms robot drivers take, reach a Cyclone
+/// DDS reader and decode to the same message.
+#[test]
+fn cyclone_receives_our_commands() {
+    use sarm_ros::msg::{
+        Duration as RosDuration, Float64MultiArray, JointTrajectory, JointTrajectoryPoint,
+        MultiArrayDimension, MultiArrayLayout,
+    };
+    let header = Header {
+        stamp: Time {
+            sec: 1_700_000_000,
+            nanosec: 20_000_000,
+        },
+        frame_id: String::new(),
+    };
+    let trajectory = JointTrajectory {
+        header,
+        joint_names: vec!["left_waist".into(), "left_gripper".into()],
+        points: vec![JointTrajectoryPoint {
+            positions: vec![0.125, -0.5],
+            velocities: vec![],
+            accelerations: vec![],
+            effort: vec![],
+            time_from_start: RosDuration::from_nanos(20_000_000),
+        }],
+    };
+    let multi = Float64MultiArray {
+        layout: MultiArrayLayout {
+            dim: vec![MultiArrayDimension {
+                label: "joints".into(),
+                size: 2,
+                stride: 2,
+            }],
+            data_offset: 0,
+        },
+        data: vec![0.125, -0.5],
+    };
+    for (domain, form) in [(43u16, "joint_trajectory"), (44, "float64_multi_array")] {
+        let peer = Peer::spawn(
+            "cyclone_peer.py",
+            &["receive-command", &domain.to_string(), form],
+        );
+        assert_eq!(peer.line(Duration::from_secs(30)).as_deref(), Some("ready"));
+        let mut node = node(domain);
+        let qos = TopicQos::Reliable { depth: 10 };
+        let (expected, mut publish): (Value, Box<dyn FnMut()>) = match form {
+            "joint_trajectory" => {
+                let p = node
+                    .publisher::<JointTrajectory>("/sarm/joint_commands", qos)
+                    .unwrap();
+                let m = trajectory.clone();
+                (
+                    serde_json::to_value(&m).unwrap(),
+                    Box::new(move || p.publish(m.clone()).unwrap()),
+                )
+            }
+            _ => {
+                let p = node
+                    .publisher::<Float64MultiArray>("/sarm/joint_commands", qos)
+                    .unwrap();
+                let m = multi.clone();
+                (
+                    serde_json::to_value(&m).unwrap(),
+                    Box::new(move || p.publish(m.clone()).unwrap()),
+                )
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            assert!(
+                Instant::now() < deadline,
+                "Cyclone received no {form} in 30 s"
+            );
+            publish();
+            if let Some(line) = peer.line(Duration::from_millis(100)) {
+                break line;
+            }
+        };
+        let got: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(got, expected, "Cyclone decoded another {form}");
+    }
+}

@@ -8,7 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Peer};
-use sarm_ros::msg::{Header, JointState, Progress, Time};
+use sarm_ros::msg::{
+    Duration as RosDuration, Header, JointState, JointTrajectory, JointTrajectoryPoint, Progress,
+    Time,
+};
 use sarm_ros::qos::TopicQos;
 use sarm_ros::zenoh_link::{
     open_session, NativePublisher, RmwNode, RosDistro, TrainerKeys, ZenohSessionConfig,
@@ -184,5 +187,51 @@ fn trainer_reads_progress_on_the_native_key() {
     assert_eq!(got["key"], "sarm/aloha-2/progress");
     assert_eq!(got["msg"], serde_json::to_value(&msg).unwrap());
     drop(publisher);
+    session.close().wait().unwrap();
+}
+
+/// A policy's command as trajectory_msgs/JointTrajectory reaches an
+/// rmw_zenoh subscriber (a joint_trajectory_controller on rmw_zenoh) on the
+/// key it computes, and decodes (rosbags) to the same message.
+#[test]
+fn rmw_zenoh_controller_receives_our_joint_trajectory() {
+    let (session, endpoint) = listening_session();
+    let node = RmwNode::new(&session, 0, RosDistro::Jazzy, "/", "sarm").unwrap();
+    let mut publisher = node
+        .publisher::<JointTrajectory>("/sarm/joint_commands", TopicQos::Reliable { depth: 10 })
+        .unwrap();
+    let peer = Peer::spawn(
+        "zenoh_peer.py",
+        &[
+            "rmw-receive",
+            &endpoint,
+            "jazzy",
+            "trajectory_msgs/msg/JointTrajectory",
+            "/sarm/joint_commands",
+        ],
+    );
+    let msg = JointTrajectory {
+        header: Header {
+            stamp: Time {
+                sec: 1_700_000_000,
+                nanosec: 20_000_000,
+            },
+            frame_id: String::new(),
+        },
+        joint_names: vec!["left_waist".into(), "left_gripper".into()],
+        points: vec![JointTrajectoryPoint {
+            positions: vec![0.125, -0.5],
+            velocities: vec![],
+            accelerations: vec![],
+            effort: vec![],
+            time_from_start: RosDuration::from_nanos(20_000_000),
+        }],
+    };
+    let got = publish_until_received(&peer, || publisher.publish(&msg).unwrap());
+    assert_eq!(got["key"], got["expected_key"]);
+    assert_eq!(got["key"].as_str(), Some(publisher.key()));
+    assert_eq!(got["msg"], serde_json::to_value(&msg).unwrap());
+    drop(publisher);
+    drop(node);
     session.close().wait().unwrap();
 }

@@ -11,6 +11,11 @@
                                               content (image: SHA-256 of the bytes) as JSON
     cyclone_peer.py play-bag DOMAIN BAG RATE  publish a rosbag2 bag's camera and joint messages
                                               (read with rosbags) with their timing, RATE x speed
+    cyclone_peer.py receive-command DOMAIN FORM
+                                              print the first joint command on rt/sarm/joint_commands
+                                              as JSON: FORM joint_trajectory
+                                              (trajectory_msgs/JointTrajectory) or float64_multi_array
+                                              (std_msgs/Float64MultiArray), as robot drivers take them
     cyclone_peer.py collect-progress DOMAIN   print every Progress (rt/sarm/progress) and
                                               EpisodeEvent (rt/sarm/episode) as a JSON line, until an
                                               end or abort event
@@ -119,6 +124,53 @@ class EpisodeEvent(IdlStruct, typename="sarm_msgs::msg::dds_::EpisodeEvent_"):
     reason: str
 
 
+@final
+@dataclass
+class Duration(IdlStruct, typename="builtin_interfaces::msg::dds_::Duration_"):
+    sec: int32
+    nanosec: uint32
+
+
+@final
+@dataclass
+class JointTrajectoryPoint(IdlStruct, typename="trajectory_msgs::msg::dds_::JointTrajectoryPoint_"):
+    positions: sequence[float64]
+    velocities: sequence[float64]
+    accelerations: sequence[float64]
+    effort: sequence[float64]
+    time_from_start: Duration
+
+
+@final
+@dataclass
+class JointTrajectory(IdlStruct, typename="trajectory_msgs::msg::dds_::JointTrajectory_"):
+    header: Header
+    joint_names: sequence[str]
+    points: sequence[JointTrajectoryPoint]
+
+
+@final
+@dataclass
+class MultiArrayDimension(IdlStruct, typename="std_msgs::msg::dds_::MultiArrayDimension_"):
+    label: str
+    size: uint32
+    stride: uint32
+
+
+@final
+@dataclass
+class MultiArrayLayout(IdlStruct, typename="std_msgs::msg::dds_::MultiArrayLayout_"):
+    dim: sequence[MultiArrayDimension]
+    data_offset: uint32
+
+
+@final
+@dataclass
+class Float64MultiArray(IdlStruct, typename="std_msgs::msg::dds_::Float64MultiArray_"):
+    layout: MultiArrayLayout
+    data: sequence[float64]
+
+
 XCDR1 = Policy.DataRepresentation(use_cdrv0_representation=True)
 RELIABLE = Qos(Policy.Reliability.Reliable(duration(milliseconds=100)), Policy.History.KeepLast(10),
                Policy.Durability.Volatile, XCDR1)
@@ -163,6 +215,20 @@ def receive_progress(domain: int) -> None:
             return
         time.sleep(0.02)
     sys.exit("no Progress received within 30 s")
+
+
+def receive_command(domain: int, form: str) -> None:
+    cls = {"joint_trajectory": JointTrajectory, "float64_multi_array": Float64MultiArray}[form]
+    dp = DomainParticipant(domain)
+    reader = DataReader(dp, Topic(dp, "rt/sarm/joint_commands", cls), qos=RELIABLE)
+    print("ready", flush=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for sample in reader.take(N=10):
+            print(json.dumps(asdict(sample)), flush=True)
+            return
+        time.sleep(0.02)
+    sys.exit(f"no {form} received within 30 s")
 
 
 CAMERA = "/camera/top/image_raw/compressed"
@@ -234,6 +300,8 @@ if __name__ == "__main__":
     mode, domain = sys.argv[1], int(sys.argv[2])
     if mode == "collect-bag":
         collect_bag(domain, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "receive-command":
+        receive_command(domain, sys.argv[3])
     elif mode == "play-bag":
         play_bag(domain, sys.argv[3], float(sys.argv[4]))
     else:

@@ -3,7 +3,9 @@
     zenoh_peer.py rmw-publish ENDPOINT DISTRO       publish sensor_msgs/JointState on /joint_states the
                                                     way rmw_zenoh_cpp does (data key, attachment,
                                                     liveliness token) until stdin closes
-    zenoh_peer.py rmw-receive ENDPOINT DISTRO       subscribe to /sarm/progress on the exact key an
+    zenoh_peer.py rmw-receive ENDPOINT DISTRO [TYPE TOPIC]
+                                                    subscribe to TOPIC (default /sarm/progress, of
+                                                    TYPE sarm_msgs/msg/Progress) on the exact key an
                                                     rmw_zenoh_cpp subscriber uses; print the first
                                                     message, its attachment and the liveliness
                                                     tokens seen, as JSON
@@ -91,10 +93,10 @@ def rmw_publish(endpoint: str, distro: str) -> None:
     s.close()
 
 
-def rmw_receive(endpoint: str, distro: str) -> None:
+def rmw_receive(endpoint: str, distro: str, name: str = "sarm_msgs/msg/Progress",
+                topic: str = "/sarm/progress") -> None:
     s = session(endpoint)
-    name = "sarm_msgs/msg/Progress"
-    key = f"0/sarm/progress/{dds_name(name)}/{type_hash(distro, name)}"
+    key = f"0/{topic.strip('/')}/{dds_name(name)}/{type_hash(distro, name)}"
     got = []
     tokens = []
     lv = s.liveliness().declare_subscriber("@ros2_lv/0/**", lambda smp: tokens.append(str(smp.key_expr)),
@@ -138,4 +140,4 @@ def native_receive(endpoint: str, robot: str) -> None:
 if __name__ == "__main__":
     mode, endpoint, extra = sys.argv[1:4]
     {"rmw-publish": rmw_publish, "rmw-receive": rmw_receive, "native-receive": native_receive}[mode](
-        endpoint, extra)
+        endpoint, extra, *sys.argv[4:])

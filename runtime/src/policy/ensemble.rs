@@ -223,8 +223,8 @@ mod tests {
                 .map(|r| ((t * 7 + r * 3) % 11) as f32 * 0.1)
                 .collect();
             ring.update(&chunk, 0);
-            let counts: Vec<u32> = ring.before_consume().map(|(c, _)| c).collect();
             let got = ring.consume().unwrap()[0];
+            let counts: Vec<u32> = ring.before_consume().map(|(c, _)| c).collect();
             assert_eq!(got, reference.update(&chunk), "tick {t}");
             assert_eq!(counts.len(), n);
             assert_eq!(counts[0] as usize, (t + 1).min(n), "tick {t}");

@@ -381,7 +381,8 @@ mod tests {
             }
         );
         let c = l.apply(&[0.0, 1.0], &[-0.05, 1.25], &mut out);
-        assert_eq!(out, [-0.05, 1.25]);
+        // The target is f32: passed through unchanged, widened.
+        assert_eq!(out, [-0.05f32 as f64, 1.25]);
         assert_eq!(c, Clipped::default());
     }
 }

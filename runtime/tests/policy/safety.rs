@@ -149,8 +149,9 @@ impl Sim {
     }
 }
 
+/// Equal up to the f32 rounding of the measured positions and actions.
 fn close(a: &[f64], b: &[f64]) -> bool {
-    a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
 }
 
 fn cmd(o: &Out) -> &[f64] {

@@ -13,7 +13,7 @@
 //! observation preparation (resize + normalisation) against LeRobot's
 //! normalised tensors.
 
-mod common;
+use crate::common;
 
 use common::backends::{self, tolerance, Tolerance};
 use common::policy_golden::{act_test_dir, max_abs_diff, EpisodeInputs, Golden};

@@ -582,12 +582,24 @@ fn a_policy_commands_only_through_the_safety_layer() {
     const MS: i64 = 1_000_000;
     let case = Case::Fixture;
     let act = root().join("models/act-test");
+    let dir = tmp("policy");
+    let zenoh = dir.join("trainer.json5");
+    std::fs::write(
+        &zenoh,
+        "{ mode: \"peer\", listen: { endpoints: [\"tcp/127.0.0.1:0\"] },\n  \
+         scouting: { multicast: { enabled: false }, gossip: { enabled: false } } }\n",
+    )
+    .unwrap();
+    let spool = dir.join("spool");
     let cfg = config(
         case,
         &format!(
             "[policy]\nbundle = \"{}\"\n\n[policy.safety]\nmax_obs_age_ms = 100\n\
-             max_silence_ms = 200\nhold_timeout_ms = 300\n",
-            act.display()
+             max_silence_ms = 200\nhold_timeout_ms = 300\n\n\
+             [trainer]\nzenoh_config = \"{}\"\nspool_dir = \"{}\"\n",
+            act.display(),
+            zenoh.display(),
+            spool.display()
         ),
     );
     let bundle = sarm_runtime::policy::PolicyBundle::load(&act).unwrap();
@@ -630,11 +642,13 @@ fn a_policy_commands_only_through_the_safety_layer() {
         }
         v
     };
+    let all_events = std::cell::RefCell::new(Vec::new());
     let drain_events = || {
         let mut v = Vec::new();
         while let Some(e) = events.try_recv().unwrap() {
             v.push(e);
         }
+        all_events.borrow_mut().extend(v.iter().cloned());
         v
     };
     let check = |cmds: &[Vec<f64>], prev: Option<&Vec<f64>>| {
@@ -780,6 +794,27 @@ fn a_policy_commands_only_through_the_safety_layer() {
         })
     });
     let (summary, _, _) = rig.finish();
+    drain_events();
+    // The trainer link carries the same PolicyEvents, numbered with the rest.
+    let mut spooled = Vec::new();
+    for f in std::fs::read_dir(&spool).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "spool") {
+            spooled.extend(read_log(&p).unwrap().records);
+        }
+    }
+    spooled.sort_by_key(|r| r.seq);
+    let linked: Vec<PolicyEvent> = spooled
+        .iter()
+        .filter(|r| r.kind == RecordKind::Policy)
+        .map(|r| PolicyEvent::from_cdr(&r.cdr).unwrap())
+        .collect();
+    assert_eq!(
+        linked,
+        *all_events.borrow(),
+        "trainer link vs /sarm/policy_event"
+    );
+    assert!(linked.len() >= 6, "{linked:?}");
     // Every command published is counted once, as new or held.
     assert_eq!(
         summary.counts["policy_commands"] + summary.counts["policy_hold_ticks"],

@@ -201,6 +201,9 @@ impl Node {
         let backend = sarm_runtime::Backend::new(&cfg.backend)
             .map_err(|e| anyhow::anyhow!("config key `backend`: {e}"))?;
 
+        // Everything the stages produce goes to the outputs thread.
+        let (out_tx, out_rx) = bounded::<Output>(cfg.outputs.queue);
+
         // The policy stage (optional): its publishers and control topic.
         let latest = Arc::new(Latest::default());
         let policy = match &cfg.policy.bundle {
@@ -212,6 +215,7 @@ impl Node {
                     &mut transport,
                     clock.clone(),
                     stats.clone(),
+                    out_tx.clone(),
                 )?;
                 let controls = transport.subscriber::<PolicyControl>(
                     &cfg.policy.control_topic,
@@ -254,6 +258,13 @@ impl Node {
                 .publisher(&cfg.outputs.progress, TopicQos::Reliable { depth: 100 })?,
             weight: transport.publisher(&cfg.outputs.weight, TopicQos::Reliable { depth: 100 })?,
             episode: transport.publisher(&cfg.outputs.episode, TopicQos::Reliable { depth: 10 })?,
+            policy: match tap_policy {
+                true => Some(
+                    transport
+                        .publisher(&cfg.policy.event_topic, TopicQos::Reliable { depth: 100 })?,
+                ),
+                false => None,
+            },
         }));
         if let Some(dir) = &cfg.output_dir {
             // A results folder that cannot be made is a bad config: say so now.
@@ -327,7 +338,6 @@ impl Node {
         // Operator controls and verdicts to the policy stage.
         let policy_control = bounded::<PolicyControl>(16);
         let (assembled_tx, assembled_rx) = bounded::<Assembled>(8);
-        let (out_tx, out_rx) = bounded::<Output>(cfg.outputs.queue);
         let (done_tx, done_rx) = bounded::<u64>(1);
         let camera_count = Arc::new(AtomicU64::new(0));
 

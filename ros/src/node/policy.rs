@@ -37,6 +37,7 @@ use sarm_runtime::{Backend, Clock, ClockSource};
 
 use super::config::{CommandForm, PolicySection};
 use super::inputs::{Arrived, Frame};
+use super::reward::Output;
 use super::stats::{NodeStats, Stage};
 use crate::drops::Drops;
 use crate::msg::{
@@ -218,7 +219,8 @@ pub struct PolicyStage {
     clock: Clock,
     stats: Arc<NodeStats>,
     command: CommandPublisher,
-    events: Box<dyn Publish<PolicyEvent>>,
+    /// PolicyEvents go to the outputs (ROS 2 topic, trainer link).
+    out: crossbeam_channel::Sender<Output>,
     robot_id: String,
     period_ns: i64,
     /// The frame `rgb` holds, so each frame is decoded once.
@@ -255,6 +257,7 @@ impl PolicyStage {
         transport: &mut Transport,
         clock: Clock,
         stats: Arc<NodeStats>,
+        out: crossbeam_channel::Sender<Output>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
         let dir = cfg
@@ -281,10 +284,6 @@ impl PolicyStage {
         .map_err(|e| anyhow::anyhow!("config key `{e}`"))?;
         let period = stepper.control_period();
         let command = CommandPublisher::open(transport, cfg, stepper.action_names(), period)?;
-        let events = transport.publisher(
-            &cfg.event_topic,
-            crate::qos::TopicQos::Reliable { depth: 100 },
-        )?;
         tracing::info!(
             "policy: {} ({}, {} at {} Hz, {}); {}; starts {}",
             bundle.name(),
@@ -313,7 +312,7 @@ impl PolicyStage {
             clock,
             stats,
             command,
-            events,
+            out,
             robot_id: robot_id.to_string(),
             decoded: None,
             rgb: RgbImage::new(1, 1),
@@ -615,9 +614,9 @@ impl PolicyStage {
                 hold_ticks: c.hold_ticks,
                 faults: c.faults,
             };
-            if let Err(err) = self.events.publish(&msg) {
-                self.stats.count_error("policy_events");
-                self.drops.record("policy_event_publish_failed", err);
+            // Rare, and must not be lost: wait for room.
+            if self.out.send(Output::Policy(msg)).is_err() {
+                self.stats.drop_one("policy_event_undelivered");
             }
             self.stats.set_policy_event(name, &detail, now);
         }

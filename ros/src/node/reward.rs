@@ -55,6 +55,8 @@ pub enum Output {
         weight: StampedWeight,
     },
     Event(EpisodeEvent),
+    /// From the policy stage: its safety layer changed state.
+    Policy(crate::msg::PolicyEvent),
 }
 
 #[derive(Debug, Clone)]

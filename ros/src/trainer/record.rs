@@ -7,7 +7,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::msg::{EpisodeEvent, Progress, RosMessage, SampleWeight};
+use crate::msg::{EpisodeEvent, PolicyEvent, Progress, RosMessage, SampleWeight};
 
 /// Largest body accepted (a Progress with many stages is a few hundred bytes).
 pub const MAX_BODY: usize = 1 << 20;
@@ -19,13 +19,16 @@ pub enum RecordKind {
     Progress = 1,
     Weight = 2,
     Episode = 3,
+    /// The policy's safety layer: armed, disarmed, fault, reset.
+    Policy = 4,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [
+    pub const ALL: [RecordKind; 4] = [
         RecordKind::Progress,
         RecordKind::Weight,
         RecordKind::Episode,
+        RecordKind::Policy,
     ];
 
     pub fn key_suffix(self) -> &'static str {
@@ -33,6 +36,7 @@ impl RecordKind {
             RecordKind::Progress => "progress",
             RecordKind::Weight => "weight",
             RecordKind::Episode => "episode",
+            RecordKind::Policy => "policy",
         }
     }
 
@@ -63,6 +67,7 @@ pub enum Decoded {
     Progress(Progress),
     Weight(SampleWeight),
     Episode(EpisodeEvent),
+    Policy(PolicyEvent),
 }
 
 impl Decoded {
@@ -71,6 +76,7 @@ impl Decoded {
             Decoded::Progress(m) => &m.robot_id,
             Decoded::Weight(m) => &m.robot_id,
             Decoded::Episode(m) => &m.robot_id,
+            Decoded::Policy(m) => &m.robot_id,
         }
     }
     pub fn episode_index(&self) -> i64 {
@@ -78,6 +84,7 @@ impl Decoded {
             Decoded::Progress(m) => m.episode_index,
             Decoded::Weight(m) => m.episode_index,
             Decoded::Episode(m) => m.episode_index,
+            Decoded::Policy(m) => m.episode_index,
         }
     }
 }
@@ -188,6 +195,7 @@ impl Record {
             RecordKind::Episode => {
                 Decoded::Episode(EpisodeEvent::from_cdr(&self.cdr).map_err(err)?)
             }
+            RecordKind::Policy => Decoded::Policy(PolicyEvent::from_cdr(&self.cdr).map_err(err)?),
         })
     }
 }

@@ -70,6 +70,14 @@ impl Sequenced for SampleWeight {
     }
 }
 
+impl Sequenced for crate::msg::PolicyEvent {
+    const KIND: RecordKind = RecordKind::Policy;
+    fn set_seq(&mut self, _seq: u64) {}
+    fn episode(&self) -> i64 {
+        self.episode_index
+    }
+}
+
 impl Sequenced for EpisodeEvent {
     const KIND: RecordKind = RecordKind::Episode;
     fn set_seq(&mut self, _seq: u64) {}

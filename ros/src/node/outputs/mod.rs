@@ -28,7 +28,8 @@ use super::reward::{Output, OUTPUT_QUEUE_FULL};
 use super::stats::{NodeStats, Stage};
 use crate::drops::Drops;
 use crate::msg::{
-    DiagnosticArray, DiagnosticStatus, EpisodeEvent, Header, KeyValue, Progress, SampleWeight, Time,
+    DiagnosticArray, DiagnosticStatus, EpisodeEvent, Header, KeyValue, PolicyEvent, Progress,
+    SampleWeight, Time,
 };
 use crate::scores::ProgressStamper;
 use crate::transport::Publish;
@@ -81,6 +82,10 @@ pub trait Sink: Send {
     }
 
     fn episode(&mut self, _msg: &mut EpisodeEvent) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn policy(&mut self, _msg: &mut PolicyEvent) -> Result<(), SinkError> {
         Ok(())
     }
 
@@ -238,6 +243,11 @@ pub fn run_outputs(
                 }
                 if ev.closes() {
                     summary.episodes.push(ev);
+                }
+            }
+            Ok(Output::Policy(mut ev)) => {
+                for slot in slots.iter_mut() {
+                    slot.call(&stats, |s| s.policy(&mut ev));
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}

@@ -1,15 +1,17 @@
-//! The ROS 2 publishers of the node's outputs: Progress, SampleWeight and
-//! EpisodeEvent on their topics (DDS or rmw_zenoh, whichever transport the
+//! The ROS 2 publishers of the node's outputs: Progress, SampleWeight,
+//! EpisodeEvent and PolicyEvent on their topics (DDS or rmw_zenoh, whichever transport the
 //! node joined).
 
 use super::{Scored, Sink, SinkError};
-use crate::msg::{EpisodeEvent, Progress, SampleWeight};
+use crate::msg::{EpisodeEvent, PolicyEvent, Progress, SampleWeight};
 use crate::transport::Publish;
 
 pub struct RosSink {
     pub progress: Box<dyn Publish<Progress>>,
     pub weight: Box<dyn Publish<SampleWeight>>,
     pub episode: Box<dyn Publish<EpisodeEvent>>,
+    /// The policy's events (`policy.event_topic`), when a policy runs.
+    pub policy: Option<Box<dyn Publish<PolicyEvent>>>,
 }
 
 impl Sink for RosSink {
@@ -38,5 +40,14 @@ impl Sink for RosSink {
         self.episode
             .publish(msg)
             .map_err(|e| SinkError::transient(format!("EpisodeEvent: {e}")))
+    }
+
+    fn policy(&mut self, msg: &mut PolicyEvent) -> Result<(), SinkError> {
+        match &mut self.policy {
+            Some(p) => p
+                .publish(msg)
+                .map_err(|e| SinkError::transient(format!("PolicyEvent: {e}"))),
+            None => Ok(()),
+        }
     }
 }

@@ -1,12 +1,12 @@
-//! The trainer link as a sink: every Progress, SampleWeight and
-//! EpisodeEvent is numbered, spooled and sent to `sarm sink`. It runs first,
+//! The trainer link as a sink: every Progress, SampleWeight, EpisodeEvent
+//! and PolicyEvent is numbered, spooled and sent to `sarm sink`. It runs first,
 //! so the sequence number it gives is the one every other sink carries.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Scored, Sink, SinkError};
-use crate::msg::{DiagnosticStatus, EpisodeEvent, KeyValue, SampleWeight};
+use crate::msg::{DiagnosticStatus, EpisodeEvent, KeyValue, PolicyEvent, SampleWeight};
 use crate::node::reward::OUTPUT_QUEUE_FULL;
 use crate::node::stats::NodeStats;
 use crate::trainer::{RobotLink, Sequenced};
@@ -45,6 +45,10 @@ impl Sink for TrainerSink {
     }
 
     fn episode(&mut self, msg: &mut EpisodeEvent) -> Result<(), SinkError> {
+        self.send(msg)
+    }
+
+    fn policy(&mut self, msg: &mut PolicyEvent) -> Result<(), SinkError> {
         self.send(msg)
     }
 

@@ -48,6 +48,8 @@ pub struct RobotSummary {
     pub progress_rows: u64,
     pub weight_records: u64,
     pub episode_events: u64,
+    /// sarm_msgs/PolicyEvent records (the policy's safety layer).
+    pub policy_events: u64,
     /// Episodes ended (END or ABORT held).
     pub episodes: u64,
     /// Records received again (live and from the spool, or twice from the
@@ -314,6 +316,7 @@ impl RobotState {
                 }
             }
             Decoded::Weight(_) => self.summary.weight_records += 1,
+            Decoded::Policy(_) => self.summary.policy_events += 1,
             Decoded::Episode(ev) => {
                 self.summary.episode_events += 1;
                 if ev.closes() {

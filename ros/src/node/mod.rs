@@ -4,15 +4,20 @@
 //! ```text
 //! camera sub ─(latest-wins)─┐
 //! joints sub ──(bounded)────┼─> assembler ─(bounded)─> reward stage ─(bounded)─> outputs: sinks
-//! control sub ─(bounded)────┘  clock, sync,             decode, encoder,          trainer link, ROS 2,
-//! /clock sub ─> the node clock  episode life             reward, RA-BC             MCAP, parquet, view;
-//! [bag replay] ─> transport (in process)                                            /diagnostics
+//! control sub ─(bounded)────┘  clock, sync,             decode, encoder,      ┌─> trainer link, ROS 2,
+//! /clock sub ─> the node clock  episode life             reward, RA-BC,        │   MCAP, parquet, view;
+//! [bag replay] ─> transport (in process)                  verdicts             │   /diagnostics
+//!     └─ newest frame and joints ─> policy stage ─> safety layer ─> commands  │
+//! policy control sub ─(bounded)──┘  (control rate)                 └─ PolicyEvent
 //! ```
 //!
 //! - [`inputs`]: one thread per subscription (and `/clock` for sim time);
 //! - [`assemble`]: the model's frame clock, camera/joint pairing, the
 //!   episode's life ([`assemble::Assembled`]);
-//! - [`reward`]: scores, online RA-BC weights, episode events ([`reward::Output`]);
+//! - [`reward`]: scores, online RA-BC weights, episode events and
+//!   success/stall verdicts ([`reward::Output`]);
+//! - [`policy`]: the policy at its control rate, through the safety layer
+//!   to the command publisher (optional: `[policy] bundle`);
 //! - [`outputs`]: the sinks, each failing on its own;
 //! - [`stats`], [`view`]: counters, latencies, `/diagnostics`, the terminal view.
 //!
@@ -417,6 +422,12 @@ impl Node {
         if let Some(w) = sarm_runtime::backend::precision_warning(cfg.backend.kind, cfg.precision) {
             tracing::warn!("{w}");
         }
+        if let (Some(_), Some(w)) = (
+            &cfg.policy.bundle,
+            sarm_runtime::backend::precision_warning(cfg.backend.kind, cfg.policy.precision),
+        ) {
+            tracing::warn!("policy: {w}");
+        }
         let mut reward = RewardStage::new(
             &bundle,
             RewardConfig {
@@ -571,7 +582,8 @@ impl Node {
 
     /// Waits until the node stops (on `stop`, or at the end of a bag
     /// source's episode), showing the live view if asked, and shuts every
-    /// part down in order: inputs, assembler, reward stage, sinks.
+    /// part down in order: assembler, inputs, policy stage (disarming it),
+    /// reward stage, sinks.
     pub fn wait(self, show_view: bool) -> anyhow::Result<RunSummary> {
         let mut view = show_view.then(View::new);
         while !self.assembler.is_finished() {

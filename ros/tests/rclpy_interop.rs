@@ -13,8 +13,9 @@
 //!   type (ros2-client's spinner subscribed `builtin_interfaces/msg/Time`).
 //! - rclpy, as a robot's controller, arms the policy with
 //!   sarm_msgs/PolicyControl and receives its commands as
-//!   trajectory_msgs/JointTrajectory (joint_trajectory_controller) and as
-//!   std_msgs/Float64MultiArray (forward_command_controller), and the
+//!   trajectory_msgs/JointTrajectory (joint_trajectory_controller), as
+//!   std_msgs/Float64MultiArray (forward_command_controller) and as
+//!   sensor_msgs/JointState (a position command), and the
 //!   PolicyEvents: armed, then a fault once its inputs stop.
 //! - A Fast DDS participant that also advertises this machine's LAN address
 //!   gets nothing sent there from a `sarm replay` restricted to 127.0.0.1
@@ -560,7 +561,11 @@ fn rclpy_arms_the_policy_and_its_controllers_get_the_commands() {
     let bundle = sarm_runtime::policy::PolicyBundle::load(root().join("models/act-test")).unwrap();
     let names = bundle.action.names.clone();
     let (lower, upper, _) = bundle.limits();
-    for (domain, form) in [(64u16, "joint_trajectory"), (65, "float64_multi_array")] {
+    for (domain, form) in [
+        (64u16, "joint_trajectory"),
+        (65, "float64_multi_array"),
+        (66, "joint_state"),
+    ] {
         let lines = policy_run(domain, form);
         let events: Vec<&Value> = lines.iter().filter_map(|l| l.get("policy_event")).collect();
         let commands: Vec<&Value> = lines.iter().filter_map(|l| l.get("command")).collect();
@@ -589,6 +594,10 @@ fn rclpy_arms_the_policy_and_its_controllers_get_the_commands() {
                         "one control period ahead"
                     );
                     serde_json::from_value(points[0]["positions"].clone()).unwrap()
+                }
+                "joint_state" => {
+                    assert_eq!(c["name"], serde_json::json!(names), "{c}");
+                    serde_json::from_value(c["position"].clone()).unwrap()
                 }
                 _ => {
                     assert_eq!(c["layout"]["dim"][0]["size"], 14);

@@ -165,7 +165,7 @@ EOF
 host_packages
 make_root
 log "fetching crates on the host (the root builds offline from this registry)"
-cargo fetch --locked >/dev/null
+cargo fetch --locked --target "$TARGET" --target x86_64-unknown-linux-gnu >/dev/null
 mkdir -p "$CROSS_DIR"
 : > "$CROSS_DIR/test-binaries.txt"
 [ $# -gt 0 ] || set -- bin

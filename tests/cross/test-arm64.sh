@@ -8,6 +8,9 @@
 #   tests/cross/test-arm64.sh all       runtime, then `sarm label` on the committed ALOHA
 #                                       episodes against golden.json (sarm-tests aloha_bundle)
 #                                       and the sarm binary's own tract kernel log
+#   tests/cross/test-arm64.sh node      the ARM64 node: `sarm run` (the embedded default) to
+#                                       its end, a stop by SIGTERM, and `sarm link-check`
+#                                       delivering to an x86 `sarm sink` (loopback)
 #
 # Builds what it needs with build-arm64.sh (cached: a second run builds nothing new). The
 # tolerances are the tests' own, the same as on x86. Timings under qemu say nothing about a
@@ -24,7 +27,8 @@ build=(tests sarm-runtime:golden_parity,encoder_and_smoother,tract_kernels)
 case $SCOPE in
     runtime) ;;
     all) build=(bin "${build[@]}" tests sarm-tests:aloha_bundle) ;;
-    *) echo "usage: $0 [runtime|all]" >&2; exit 2 ;;
+    node) exec "$(dirname "$0")/node-arm64.sh" ;;
+    *) echo "usage: $0 [runtime|all|node]" >&2; exit 2 ;;
 esac
 tests/cross/build-arm64.sh "${build[@]}"
 
@@ -46,11 +50,11 @@ if [ "$SCOPE" = all ]; then
     # The binary's own log of tract's CPU detection (the `log` records tract-linalg writes
     # reach sarm's tracing subscriber), on a short label run of one committed episode.
     out=$(mktemp -d)
-    echo "== sarm label (aarch64 binary) on success_ep_0025, tract's kernel log"
+    echo "== sarm label (aarch64 binary) on the test bundle's fixture bag, tract's CPU log"
     SARM_LOG=info,tract_linalg=debug qemu-aarch64 target/cross/aarch64-unknown-linux-gnu/release/sarm \
-        label models/aloha-transfer-cube/episodes/success_ep_0025/bag \
-        --bundle models/aloha-transfer-cube --output "$out/progress.parquet" 2>&1 \
-        | grep -E 'tract_linalg|CPU|ISA|mmm tiers|labelled|frames|error' || failed=1
+        label ros/tests/fixtures/label/bag --bundle models/sarm-test --precision int8 \
+        --out "$out/progress.parquet" 2>&1 | tail -n 20
+    [ -s "$out/progress.parquet" ] || failed=1
     rm -rf "$out"
 fi
 exit $failed

@@ -359,7 +359,11 @@ impl PolicyStage {
                             Err(_) => ctl_stats.drop_one("policy_control_queue_full"),
                         },
                         Ok(None) => {}
-                        Err(e) => ctl_stats.drop_one(e.kind()),
+                        Err(e) => {
+                            // Counted; a failing subscription must not spin.
+                            ctl_stats.drop_one(e.kind());
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
                     }
                 }
             });

@@ -643,11 +643,16 @@ fn a_policy_commands_only_through_the_safety_layer() {
         v
     };
     let all_events = std::cell::RefCell::new(Vec::new());
-    let drain_events = || {
+    // PolicyEvents reach the topic through the outputs thread, after the
+    // tick that made them: wait for the `n` a phase expects.
+    let drain_events = |n: usize| {
         let mut v = Vec::new();
-        while let Some(e) = events.try_recv().unwrap() {
-            v.push(e);
-        }
+        wait_for("the policy events", || {
+            while let Some(e) = events.try_recv().unwrap() {
+                v.push(e);
+            }
+            v.len() >= n
+        });
         all_events.borrow_mut().extend(v.iter().cloned());
         v
     };
@@ -693,7 +698,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     // Armed: commands inside the limits, each within max_step.
     send(&mut rig, PolicyControl::ARM);
     rig.play_messages(&upto(800), 10 * MS);
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert_eq!(
         ev.first().map(|e| e.event),
         Some(PolicyEvent::ARMED),
@@ -714,7 +719,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     rig.advance_to(now + 20 * MS, 10 * MS);
     rig.advance_to(now + 300 * MS, 10 * MS);
     assert!(drain_commands().is_empty(), "a command after the e-stop");
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert!(
         ev.iter()
             .any(|e| e.event == PolicyEvent::FAULT && e.cause == 1 && e.detail.contains("e-stop")),
@@ -724,7 +729,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     send(&mut rig, PolicyControl::ARM);
     rig.advance_to(rig.clock.now_ns() + 20 * MS, 10 * MS);
     assert!(drain_commands().is_empty());
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert_eq!(
         ev.iter().map(|e| e.event).collect::<Vec<_>>(),
         [PolicyEvent::ARM_REFUSED]
@@ -738,7 +743,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         .collect();
     assert!(!rest.is_empty(), "the bag has messages left to rearm on");
     rig.play_messages(&rest, 10 * MS);
-    let ev = drain_events();
+    let ev = drain_events(2);
     assert_eq!(
         ev.iter().map(|e| e.event).collect::<Vec<_>>(),
         [PolicyEvent::RESET, PolicyEvent::ARMED],
@@ -761,7 +766,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         .position(|c| *c == *held.last().unwrap())
         .unwrap();
     assert!(held[first_hold..].iter().all(|c| *c == held[first_hold]));
-    let ev = drain_events();
+    let ev = drain_events(1);
     let fault = ev
         .iter()
         .find(|e| e.event == PolicyEvent::FAULT)
@@ -794,7 +799,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         })
     });
     let (summary, _, _) = rig.finish();
-    drain_events();
+    drain_events(0);
     // The trainer link carries the same PolicyEvents, numbered with the rest.
     let mut spooled = Vec::new();
     for f in std::fs::read_dir(&spool).unwrap() {
@@ -854,9 +859,12 @@ fn a_stalled_rollout_ends_its_episode_and_disarms_the_policy() {
     assert!(end.reason.starts_with("stall"), "{end:?}");
     assert!(end.frames < 36, "ended before the bag did: {end:?}");
     let mut got = Vec::new();
-    while let Some(e) = events.try_recv().unwrap() {
-        got.push(e.event);
-    }
+    wait_for("ARMED and DISARMED", || {
+        while let Some(e) = events.try_recv().unwrap() {
+            got.push(e.event);
+        }
+        got.len() >= 2
+    });
     assert_eq!(
         got[..2],
         [PolicyEvent::ARMED, PolicyEvent::DISARMED],

@@ -876,3 +876,68 @@ fn a_stalled_rollout_ends_its_episode_and_disarms_the_policy() {
     rig.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rig.node.take().unwrap().wait(false).unwrap();
 }
+
+/// A model call slower than its deadline (models/aloha-act's ResNet-18,
+/// tens of ms a call here, against `inference_deadline_ms = 1`) does not
+/// stall the control ticks: they go on at the control rate, holding (a
+/// missed deadline, counted as late) until the chunk arrives, and then
+/// command from it; a hold shorter than `hold_timeout_ms` latches nothing.
+#[test]
+fn a_late_model_call_holds_the_ticks_until_its_chunk_arrives() {
+    const MS: i64 = 1_000_000;
+    let case = Case::Fixture;
+    let cfg = config(
+        case,
+        &format!(
+            "[policy]\nbundle = \"{}\"\ninference_deadline_ms = 1\n\n\
+             [policy.safety]\nauto_arm = true\nhold_timeout_ms = 10000\n\
+             max_obs_age_ms = 10000\nmax_silence_ms = 10000\n",
+            root().join("models/aloha-act").display()
+        ),
+    );
+    let mut rig = Rig::start(&cfg);
+    let commands = rig
+        .bus
+        .subscriber::<Float64MultiArray>(
+            "/sarm/joint_commands",
+            TopicQos::Reliable { depth: 100 },
+            100_000,
+        )
+        .unwrap();
+    rig.play_messages(&messages(case), 10 * MS);
+    let (ticks, published) = (rig.count("policy_ticks"), rig.count("policy_commands"));
+    let held = rig.count("policy_hold_ticks");
+    let late = rig.count("policy_inference_late");
+    let calls = rig.count("policy_model_calls");
+    let trips = rig.count("safety_trip_deadline_missed");
+    eprintln!(
+        "{ticks} ticks: {published} commands, {held} holds, {late} late ticks, \
+         {calls} model calls, {trips} deadline trips"
+    );
+    assert!(calls >= 1, "a model call finished");
+    assert!(late >= 1 && trips >= 1, "the 1 ms deadline was missed");
+    assert!(held >= 1, "the ticks held while the chunk was late");
+    assert!(
+        published > held,
+        "commands from the late chunk followed the hold"
+    );
+    assert_eq!(
+        rig.count("safety_faults"),
+        0,
+        "no fault within hold_timeout_ms"
+    );
+    assert_eq!(
+        published + held + rig.count("policy_silent_ticks"),
+        ticks,
+        "every tick commanded, held or (before arming) stayed silent: none waited out"
+    );
+    let mut got = 0;
+    wait_for("the commands on the topic", || {
+        while commands.try_recv().unwrap().is_some() {
+            got += 1;
+        }
+        got >= published + held
+    });
+    rig.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.node.take().unwrap().wait(false).unwrap();
+}

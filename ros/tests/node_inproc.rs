@@ -911,7 +911,7 @@ fn a_late_model_call_holds_the_ticks_until_its_chunk_arrives() {
     let calls = rig.count("policy_model_calls");
     let trips = rig.count("safety_trip_deadline_missed");
     eprintln!(
-        "{ticks} ticks: {published} commands, {held} holds, {late} late ticks, \
+        "{ticks} ticks: {published} commands, {held} holds, {late} late model calls, \
          {calls} model calls, {trips} deadline trips"
     );
     assert!(calls >= 1, "a model call finished");

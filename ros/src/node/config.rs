@@ -344,9 +344,10 @@ pub struct PolicySection {
     /// verdict (`episode.end_on_success`, `episode.end_on_stall`).
     pub disarm_on_verdict: bool,
     /// How long (wall time) a control tick waits for the model call it
-    /// started before it goes on without an action (the safety layer
-    /// holds); none: one control period. Lockstep simulation under a slow
-    /// model may raise it to stay deterministic.
+    /// started; a later chunk serves from the tick it arrives at, and a
+    /// tick with nothing queued holds. None: half a control period.
+    /// Lockstep simulation under a slow model may raise it to stay
+    /// deterministic.
     pub inference_deadline_ms: Option<u64>,
     /// Limits (only stricter than the bundle's), deadlines, arming.
     pub safety: SafetyConfig,

@@ -20,14 +20,15 @@
 //!
 //! The model runs on its own thread ([`InferenceThread`]): a tick that needs
 //! a chunk hands over its observation and waits for it until the inference
-//! deadline (`policy.inference_deadline_ms`, one control period unless
-//! set). In time, the chunk serves at that tick, as LeRobot's
-//! `select_action` does. Late, the tick goes on without an action (the
-//! safety layer holds and publishes the last safe command, counted as
-//! `policy_inference_late`; a hold that lasts latches a fault), and the
-//! chunk serves from the tick it arrives at, the rows for the ticks it
-//! missed skipped. With temporal ensembling the ticks meanwhile serve the
-//! ensemble's averages. The policy steps while disarmed too (its timings
+//! deadline (`policy.inference_deadline_ms`, half a control period unless
+//! set, so that a late call leaves the tick time to publish). In time, the
+//! chunk serves at that tick, as LeRobot's `select_action` does. Late, the
+//! call is counted (`policy_inference_late`) and its chunk serves from the
+//! tick it arrives at, the rows for the ticks it missed skipped; meanwhile
+//! the queue serves what it still holds (with temporal ensembling, the
+//! ensemble's averages), and an empty queue leaves the tick without an
+//! action: the safety layer holds the last safe command (a deadline trip)
+//! and latches a fault if the hold lasts. The policy steps while disarmed too (its timings
 //! stay visible); arming resets its queue, so the first command comes from
 //! a fresh chunk.
 
@@ -306,7 +307,7 @@ impl PolicyStage {
         let period = stepper.control_period();
         let deadline = cfg
             .inference_deadline_ms
-            .map_or(period, Duration::from_millis);
+            .map_or(period / 2, Duration::from_millis);
         let command = CommandPublisher::open(transport, cfg, stepper.action_names(), period)?;
         tracing::info!(
             "policy: {} ({}, {} at {} Hz, {}, inference deadline {:?}); {}; starts {}",
@@ -572,10 +573,7 @@ impl PolicyStage {
                 self.action.copy_from_slice(served.action);
                 Ok(())
             }
-            None if self.infer.busy() => {
-                self.stats.count("policy_inference_late", 1);
-                Err(ActionInput::DeadlineMissed)
-            }
+            None if self.infer.busy() => Err(ActionInput::DeadlineMissed),
             None => Err(ActionInput::Failed),
         }
     }
@@ -590,6 +588,9 @@ impl PolicyStage {
                 self.stats.record(Stage::PolicyInference, t.inference);
                 if job.generation == self.generation {
                     let skip = (self.tick_index - job.tick) as usize;
+                    if skip > 0 {
+                        self.stats.count("policy_inference_late", 1);
+                    }
                     match self.selector.push_chunk(&job.chunk, skip) {
                         Ok(()) => true,
                         Err(e) => {

@@ -62,7 +62,18 @@ impl InferenceThread {
                     };
                     job.result = model.infer(&obs).map_err(|e| e.to_string());
                     if job.result.is_ok() {
-                        job.chunk.copy_from_slice(model.chunk());
+                        // The graph's output was checked against the chunk
+                        // size at load; a mismatch is an error, not a panic.
+                        match model.chunk() {
+                            c if c.len() == job.chunk.len() => job.chunk.copy_from_slice(c),
+                            c => {
+                                job.result = Err(format!(
+                                    "the model returned {} chunk values, {} expected",
+                                    c.len(),
+                                    job.chunk.len()
+                                ))
+                            }
+                        }
                     }
                     if done_tx.send(job).is_err() {
                         break;
@@ -97,7 +108,12 @@ impl InferenceThread {
         };
         job.tick = tick;
         job.generation = generation;
-        job.rgb.clone_from(rgb);
+        if job.rgb.dimensions() == rgb.dimensions() {
+            job.rgb.copy_from_slice(rgb);
+        } else {
+            // A new camera size: the one allocation until it changes again.
+            job.rgb = rgb.clone();
+        }
         job.state.copy_from_slice(state);
         match jobs.try_send(job) {
             Ok(()) => true,

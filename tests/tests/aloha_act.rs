@@ -29,6 +29,8 @@ use sarm_runtime::policy::{Frame, Observation, PolicyBundle, PolicyStepper, Step
 use sarm_runtime::Precision;
 use sha2::{Digest, Sha256};
 
+mod common;
+
 #[path = "../../runtime/tests/common/backends.rs"]
 mod backends;
 #[path = "../../runtime/tests/common/policy_golden.rs"]
@@ -135,21 +137,7 @@ fn aloha_act_loads_within_its_size_budget() {
     assert_eq!(bundle.name(), "aloha-act");
     assert_eq!(bundle.fps(), 50.0);
     assert_eq!(bundle.chunk_size, 50);
-    let joints: Vec<String> = ["left", "right"]
-        .iter()
-        .flat_map(|side| {
-            [
-                "waist",
-                "shoulder",
-                "elbow",
-                "forearm_roll",
-                "wrist_angle",
-                "wrist_rotate",
-                "gripper",
-            ]
-            .map(|j| format!("{side}_{j}"))
-        })
-        .collect();
+    let joints = common::aloha_joint_names();
     assert_eq!(bundle.action.names, joints, "joint-position commands");
     assert_eq!(bundle.state.as_ref().expect("a state input").names, joints);
     let size: u64 = bundle

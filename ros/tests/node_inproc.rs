@@ -643,11 +643,16 @@ fn a_policy_commands_only_through_the_safety_layer() {
         v
     };
     let all_events = std::cell::RefCell::new(Vec::new());
-    let drain_events = || {
+    // PolicyEvents reach the topic through the outputs thread, after the
+    // tick that made them: wait for the `n` a phase expects.
+    let drain_events = |n: usize| {
         let mut v = Vec::new();
-        while let Some(e) = events.try_recv().unwrap() {
-            v.push(e);
-        }
+        wait_for("the policy events", || {
+            while let Some(e) = events.try_recv().unwrap() {
+                v.push(e);
+            }
+            v.len() >= n
+        });
         all_events.borrow_mut().extend(v.iter().cloned());
         v
     };
@@ -693,7 +698,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     // Armed: commands inside the limits, each within max_step.
     send(&mut rig, PolicyControl::ARM);
     rig.play_messages(&upto(800), 10 * MS);
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert_eq!(
         ev.first().map(|e| e.event),
         Some(PolicyEvent::ARMED),
@@ -714,7 +719,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     rig.advance_to(now + 20 * MS, 10 * MS);
     rig.advance_to(now + 300 * MS, 10 * MS);
     assert!(drain_commands().is_empty(), "a command after the e-stop");
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert!(
         ev.iter()
             .any(|e| e.event == PolicyEvent::FAULT && e.cause == 1 && e.detail.contains("e-stop")),
@@ -724,7 +729,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
     send(&mut rig, PolicyControl::ARM);
     rig.advance_to(rig.clock.now_ns() + 20 * MS, 10 * MS);
     assert!(drain_commands().is_empty());
-    let ev = drain_events();
+    let ev = drain_events(1);
     assert_eq!(
         ev.iter().map(|e| e.event).collect::<Vec<_>>(),
         [PolicyEvent::ARM_REFUSED]
@@ -738,7 +743,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         .collect();
     assert!(!rest.is_empty(), "the bag has messages left to rearm on");
     rig.play_messages(&rest, 10 * MS);
-    let ev = drain_events();
+    let ev = drain_events(2);
     assert_eq!(
         ev.iter().map(|e| e.event).collect::<Vec<_>>(),
         [PolicyEvent::RESET, PolicyEvent::ARMED],
@@ -761,7 +766,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         .position(|c| *c == *held.last().unwrap())
         .unwrap();
     assert!(held[first_hold..].iter().all(|c| *c == held[first_hold]));
-    let ev = drain_events();
+    let ev = drain_events(1);
     let fault = ev
         .iter()
         .find(|e| e.event == PolicyEvent::FAULT)
@@ -794,7 +799,7 @@ fn a_policy_commands_only_through_the_safety_layer() {
         })
     });
     let (summary, _, _) = rig.finish();
-    drain_events();
+    drain_events(0);
     // The trainer link carries the same PolicyEvents, numbered with the rest.
     let mut spooled = Vec::new();
     for f in std::fs::read_dir(&spool).unwrap() {
@@ -854,9 +859,12 @@ fn a_stalled_rollout_ends_its_episode_and_disarms_the_policy() {
     assert!(end.reason.starts_with("stall"), "{end:?}");
     assert!(end.frames < 36, "ended before the bag did: {end:?}");
     let mut got = Vec::new();
-    while let Some(e) = events.try_recv().unwrap() {
-        got.push(e.event);
-    }
+    wait_for("ARMED and DISARMED", || {
+        while let Some(e) = events.try_recv().unwrap() {
+            got.push(e.event);
+        }
+        got.len() >= 2
+    });
     assert_eq!(
         got[..2],
         [PolicyEvent::ARMED, PolicyEvent::DISARMED],
@@ -865,6 +873,71 @@ fn a_stalled_rollout_ends_its_episode_and_disarms_the_policy() {
     assert_eq!(rig.count("episode_stall"), 1);
     // (Not finish(): the frames after the verdict start episode 1, whose
     // frame indices repeat episode 0's.)
+    rig.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.node.take().unwrap().wait(false).unwrap();
+}
+
+/// A model call slower than its deadline (models/aloha-act's ResNet-18,
+/// tens of ms a call here, against `inference_deadline_ms = 1`) does not
+/// stall the control ticks: they go on at the control rate, holding (a
+/// missed deadline, counted as late) until the chunk arrives, and then
+/// command from it; a hold shorter than `hold_timeout_ms` latches nothing.
+#[test]
+fn a_late_model_call_holds_the_ticks_until_its_chunk_arrives() {
+    const MS: i64 = 1_000_000;
+    let case = Case::Fixture;
+    let cfg = config(
+        case,
+        &format!(
+            "[policy]\nbundle = \"{}\"\ninference_deadline_ms = 1\n\n\
+             [policy.safety]\nauto_arm = true\nhold_timeout_ms = 10000\n\
+             max_obs_age_ms = 10000\nmax_silence_ms = 10000\n",
+            root().join("models/aloha-act").display()
+        ),
+    );
+    let mut rig = Rig::start(&cfg);
+    let commands = rig
+        .bus
+        .subscriber::<Float64MultiArray>(
+            "/sarm/joint_commands",
+            TopicQos::Reliable { depth: 100 },
+            100_000,
+        )
+        .unwrap();
+    rig.play_messages(&messages(case), 10 * MS);
+    let (ticks, published) = (rig.count("policy_ticks"), rig.count("policy_commands"));
+    let held = rig.count("policy_hold_ticks");
+    let late = rig.count("policy_inference_late");
+    let calls = rig.count("policy_model_calls");
+    let trips = rig.count("safety_trip_deadline_missed");
+    eprintln!(
+        "{ticks} ticks: {published} commands, {held} holds, {late} late model calls, \
+         {calls} model calls, {trips} deadline trips"
+    );
+    assert!(calls >= 1, "a model call finished");
+    assert!(late >= 1 && trips >= 1, "the 1 ms deadline was missed");
+    assert!(held >= 1, "the ticks held while the chunk was late");
+    assert!(
+        published > held,
+        "commands from the late chunk followed the hold"
+    );
+    assert_eq!(
+        rig.count("safety_faults"),
+        0,
+        "no fault within hold_timeout_ms"
+    );
+    assert_eq!(
+        published + held + rig.count("policy_silent_ticks"),
+        ticks,
+        "every tick commanded, held or (before arming) stayed silent: none waited out"
+    );
+    let mut got = 0;
+    wait_for("the commands on the topic", || {
+        while commands.try_recv().unwrap().is_some() {
+            got += 1;
+        }
+        got >= published + held
+    });
     rig.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rig.node.take().unwrap().wait(false).unwrap();
 }

@@ -148,6 +148,21 @@ fn error_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.contains("ERROR")).collect()
 }
 
+/// `sarm run --config CFG`, its log in DIR/node.log: a pipe nobody reads
+/// while the node runs would fill and block it.
+fn start_node(cfg: &Path, dir: &Path) -> KillOnDrop {
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_sarm"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ))
+}
+
 #[test]
 fn rclpy_feeds_the_node_and_gets_what_label_gives() {
     let _serial = serial();
@@ -165,18 +180,7 @@ fn rclpy_feeds_the_node_and_gets_what_label_gives() {
         ),
     )
     .unwrap();
-    // The log goes to a file: a pipe nobody reads while the node runs would
-    // fill and block it.
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let mut node = KillOnDrop(Some(
-        Command::new(env!("CARGO_BIN_EXE_sarm"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ));
+    let mut node = start_node(&cfg, &dir);
     // 0.1x: slow enough for a debug build on a busy 2-core machine to score
     // every frame (the node drops stale frames when it cannot keep up).
     let peer = Peer::spawn(
@@ -509,16 +513,7 @@ fn policy_run(domain: u16, form: &str) -> Vec<Value> {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let mut node = KillOnDrop(Some(
-        Command::new(env!("CARGO_BIN_EXE_sarm"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ));
+    let mut node = start_node(&cfg, &dir);
     let policy = format!("--policy={form}");
     let peer = Peer::spawn(
         "rclpy_peer.py",

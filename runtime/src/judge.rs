@@ -83,6 +83,12 @@ impl EpisodeJudge {
         self.success.is_some() || self.stall.is_some()
     }
 
+    /// The episode is ending: no verdict for what is still scored (a
+    /// verdict now would end the next episode).
+    pub fn close(&mut self) {
+        self.decided = true;
+    }
+
     /// A new episode.
     pub fn reset(&mut self) {
         self.above_since = None;
@@ -169,6 +175,14 @@ mod tests {
             .reason(j.success_rule(), None)
             .starts_with("success"));
         assert_eq!(j.push(2 * S, 0.99), None, "one verdict per episode");
+        j.reset();
+        j.close();
+        assert_eq!(j.push(0, 0.95), None);
+        assert_eq!(
+            j.push(5 * S, 0.95),
+            None,
+            "a closed episode gets no verdict"
+        );
         j.reset();
         assert_eq!(j.push(10 * S, 0.95), None, "a new episode starts over");
     }

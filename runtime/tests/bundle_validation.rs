@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::bundle_dir;
+use common::{bundle_dir, expect_mismatch};
 use sarm_runtime::reward::RewardModel;
 use sarm_runtime::{Bundle, BundleError, Precision};
 
@@ -35,31 +35,6 @@ fn variant(name: &str, drop: &[&str], edit: impl FnOnce(&mut toml::Table)) -> Pa
 fn table<'a>(t: &'a mut toml::Table, path: &[&str]) -> &'a mut toml::Table {
     path.iter()
         .fold(t, |t, k| t.get_mut(*k).unwrap().as_table_mut().unwrap())
-}
-
-fn expect_mismatch(err: BundleError, field: &str, expected: &str, found: &str) {
-    let msg = err.to_string();
-    match err {
-        BundleError::Mismatch {
-            field: f,
-            expected: e,
-            found: fo,
-        } => {
-            assert!(
-                f.contains(field),
-                "field {f:?} should name {field:?}: {msg}"
-            );
-            assert!(
-                e.contains(expected),
-                "expected {e:?} should contain {expected:?}: {msg}"
-            );
-            assert!(
-                fo.contains(found),
-                "found {fo:?} should contain {found:?}: {msg}"
-            );
-        }
-        other => panic!("expected a field mismatch for {field}, got: {other}"),
-    }
 }
 
 fn load(dir: &Path) -> BundleError {

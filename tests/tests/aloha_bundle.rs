@@ -28,6 +28,8 @@ use sarm_runtime::backend::{Backend, BackendKind};
 use sarm_runtime::{Bundle, HeadKind, Precision, ScorerConfig};
 use serde_json::Value;
 
+mod common;
+
 #[path = "../../runtime/tests/common/backends.rs"]
 mod backends;
 
@@ -79,20 +81,7 @@ fn aloha_bundle_loads_with_its_manifest() {
         .map(|h| (h.kind, h.num_stages()))
         .collect();
     assert_eq!(stages, vec![(HeadKind::Sparse, 3), (HeadKind::Dense, 6)]);
-    let sides = ["left", "right"];
-    let joints = [
-        "waist",
-        "shoulder",
-        "elbow",
-        "forearm_roll",
-        "wrist_angle",
-        "wrist_rotate",
-        "gripper",
-    ];
-    let want: Vec<String> = sides
-        .iter()
-        .flat_map(|s| joints.iter().map(move |j| format!("{s}_{j}")))
-        .collect();
+    let want = common::aloha_joint_names();
     assert_eq!(bundle.manifest.state.joint_names, want);
     assert!(
         episodes().len() >= 2,

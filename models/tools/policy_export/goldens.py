@@ -191,7 +191,8 @@ def write_goldens(*, bundle_dir, checkpoint, golden_dir, episodes: list[dict], m
     """Records LeRobot over `episodes` in each mode and writes golden_dir (golden.json + binaries).
 
     episodes: [{"name", "frames": [{camera: (H,W,3) u8}], "states": (T,S) f32, ...}];
-    modes: [{"name": "queue", "n_action_steps": 10} | {"name": "temporal_ensemble", "coeff": 0.01}];
+    modes: [{"name": "queue", "n_action_steps": 10} | {"name": "temporal_ensemble", "coeff": 0.01}], each with
+        an optional "image_calls" (how many model calls keep their normalised image tensors; default 4);
     inputs_writer(writer, episode) -> dict: writes the raw inputs, returns their description."""
     from .goldenio import GoldenWriter
     from .reference import BundlePolicy
@@ -216,7 +217,8 @@ def write_goldens(*, bundle_dir, checkpoint, golden_dir, episodes: list[dict], m
                 "temporal_ensemble_coeff": cfg.temporal_ensemble_coeff, "episodes": []}
         probe = BundlePolicy(bundle_dir, "fp32", "onnxruntime", **mode_kw)
         for ep in episodes:
-            rec, feeds = record_episode(policy, pre, post, cameras, ep["frames"], ep["states"])
+            rec, feeds = record_episode(policy, pre, post, cameras, ep["frames"], ep["states"],
+                                        image_calls=mode.get("image_calls", 4))
             prefix = f"{name}/{ep['name']}"
             call_diff = np.asarray([float(np.abs(probe.run(f)[0] - c).max()) for f, c in zip(feeds, rec["chunk"],
                                                                                              strict=True)], np.float32)

@@ -85,6 +85,16 @@ def cameras_of(policy, source=(js.HEIGHT, js.WIDTH)):
     return cams
 
 
+def limit_trips(actions: np.ndarray, first_state: np.ndarray, limits: dict) -> dict:
+    """Ticks where LeRobot's raw action lies outside [lower, upper] or moves more than max_step from
+    the previous tick's action (the first tick: from the joint state): what a safety layer with the
+    bundle's limits would clamp. Informative only; the sim receives the raw action."""
+    lo, hi, step = (np.asarray(limits[k]) for k in ("lower", "upper", "max_step"))
+    prev = np.concatenate([first_state[None], actions[:-1]])
+    return {"outside_position_limits": int(np.any((actions < lo) | (actions > hi), axis=1).sum()),
+            "over_max_step": int(np.any(np.abs(actions - prev) > step, axis=1).sum())}
+
+
 def run_episode(policy, pre, post, cams, seed: int, steps: int = EPISODE_STEPS, record=False) -> dict:
     from lerobot.utils.control_utils import predict_action
 
@@ -92,6 +102,7 @@ def run_episode(policy, pre, post, cams, seed: int, steps: int = EPISODE_STEPS, 
 
     sim = js.JointSim()
     obs = sim.reset(seed=seed)
+    sim_first_state = obs.joints.copy()
     policy.reset()
     rewards, actions, jpegs, joints = [], [], [], []
     for _ in range(steps):
@@ -108,9 +119,11 @@ def run_episode(policy, pre, post, cams, seed: int, steps: int = EPISODE_STEPS, 
         actions.append(a.astype(np.float32))
     r = np.asarray(rewards)
     hit = np.nonzero(r == 4)[0]
+    first_state = sim_first_state
     out = {"seed": seed, "cube_xy": [round(v, 5) for v in sim.cube_xy], "success": bool(len(hit)),
            "final_success": bool(r[-1] == 4), "max_reward": int(r.max()),
-           "first_success_step": int(hit[0]) if len(hit) else None, "rewards": r.astype(np.int8),
+           "first_success_step": int(hit[0]) if len(hit) else None, "first_state": first_state,
+           "rewards": r.astype(np.int8),
            "actions": np.stack(actions)}
     if record:
         out["jpegs"], out["joints"] = jpegs, np.stack(joints)
@@ -191,6 +204,8 @@ def main(argv=None) -> int:
         policy, pre, post = goldens.load_mode(args.checkpoint, args.mode, args.n_action_steps, args.coeff)
     cams = cameras_of(policy)
     seeds = parse_seeds(args.seeds)
+    lim_path = args.checkpoint / "limits.json"
+    limits = json.loads(lim_path.read_text()) if lim_path.exists() else None
     record = {int(s) for s in args.record_seeds.split(",") if s}
     results, actions = [], {}
     t0 = time.time()
@@ -199,6 +214,9 @@ def main(argv=None) -> int:
         r = run_episode(policy, pre, post, cams, seed, record=seed in record)
         actions[f"seed_{seed}"] = r.pop("actions")
         actions[f"rewards_{seed}"] = r.pop("rewards")
+        first = r.pop("first_state")
+        if limits is not None:
+            r["limit_trips"] = limit_trips(actions[f"seed_{seed}"], first, limits)
         if seed in record:
             write_bag(args.record_bags / f"seed_{seed}" / "bag", r.pop("jpegs"), r.pop("joints"))
         r["seconds"] = round(time.time() - t1, 1)
@@ -217,6 +235,8 @@ def main(argv=None) -> int:
         "seeds": seeds, "episodes": len(results), "successes": k,
         "success_rate": k / len(results), "success_rate_wilson95": wilson(k, len(results)),
         "final_successes": kf, "final_success_rate": kf / len(results),
+        "limit_trips_note": ("ticks where LeRobot's action is outside the bundle limits (checkpoint/limits.json) or "
+                             "moves more than max_step from the previous action; the sim got the raw action"),
         "seconds": round(time.time() - t0),
         "command": " ".join(["models/tools/.venv/bin/python", "models/tools/sim/eval_act.py"] + list(argv or sys.argv[1:])),
         "results": results,

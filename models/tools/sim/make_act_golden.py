@@ -75,6 +75,10 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", default="seed_0,seed_1")
     ap.add_argument("--coeff", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--image-calls", type=int, default=8,
+                    help="model calls per mode x episode whose normalised image tensors are kept (a runtime feeds "
+                         "them to the model to check it without the JPEG decoder's differences)")
+    ap.add_argument("--max-steps", type=int, default=None, help="use only the first N steps (quick checks)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     m = tomllib.loads((args.bundle / "bundle.toml").read_text())
@@ -88,6 +92,8 @@ def main(argv=None) -> int:
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(src, dst)
         jpegs, joints = eval_act.read_bag(dst)
+        if args.max_steps:
+            jpegs, joints = jpegs[:args.max_steps], joints[:args.max_steps]
         frames = [{"top": eval_act.decode_jpeg(j)} for j in jpegs]
         eps.append({"name": name, "frames": frames, "states": joints.astype(np.float32), "jpegs": jpegs})
         print(f"{name}: {len(jpegs)} steps from {dst}", flush=True)
@@ -113,7 +119,8 @@ def main(argv=None) -> int:
     }
     doc = goldens.write_goldens(
         bundle_dir=args.bundle, checkpoint=args.checkpoint, golden_dir=args.bundle / "golden", episodes=eps,
-        modes=[{"name": goldens.QUEUE, "n_action_steps": queue_steps}, {"name": goldens.ENSEMBLE, "coeff": args.coeff}],
+        modes=[{"name": goldens.QUEUE, "n_action_steps": queue_steps, "image_calls": args.image_calls},
+               {"name": goldens.ENSEMBLE, "coeff": args.coeff, "image_calls": args.image_calls}],
         cameras=cams, inputs_writer=inputs_writer, meta=meta, runners=("onnxruntime", "tract"), log=print)
     sens = {}
     for mode in doc["modes"]:

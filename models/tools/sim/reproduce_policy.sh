@@ -5,7 +5,9 @@
 #   3. export to the policy bundle, fp32 + INT8 (export_policy.py)
 #   4. closed-loop evaluation of LeRobot's own policy in the joint sim (eval_act.py, seeds 0..19),
 #      recording the golden episodes (seeds 0 and 1) as rosbag2 MCAP
+#      and again with temporal ensembling (coeff 0.01)
 #   5. goldens from LeRobot over those episodes, both stepping modes (make_act_golden.py)
+#   6. models/aloha-act/EVAL.md from the JSON written above (act_report.py)
 # Needs: models/tools/.venv with models/tools/requirements.txt and models/tools/sim/requirements.txt.
 # Each step skips work whose output exists (delete models/tools/work/aloha_act to start over).
 set -euo pipefail
@@ -27,6 +29,10 @@ nice -n 10 $PY models/tools/export_policy.py --checkpoint $WORK/checkpoint --out
     --description "LeRobot ACT (ResNet-18 from scratch, 60x80 input) trained on joint-space ALOHA transfer-cube demonstrations in MuJoCo; joint-position commands at 50 Hz"
 nice -n 10 $PY models/tools/sim/eval_act.py --checkpoint $WORK/checkpoint --seeds "$EVAL_SEEDS" \
     --out models/aloha-act/eval/lerobot_checkpoint_mode.json --record-bags $WORK/eval_bags --record-seeds 0,1
+nice -n 10 $PY models/tools/sim/eval_act.py --checkpoint $WORK/checkpoint --seeds "$EVAL_SEEDS" \
+    --mode temporal_ensemble --coeff 0.01 --out models/aloha-act/eval/lerobot_temporal_ensemble.json
 nice -n 10 $PY models/tools/sim/make_act_golden.py --bundle models/aloha-act --checkpoint $WORK/checkpoint \
     --bags $WORK/eval_bags --episodes seed_0,seed_1
-cp $WORK/checkpoint/training.json $WORK/demos/summary.json models/aloha-act/eval/ 2>/dev/null || true
+cp $WORK/checkpoint/training.json models/aloha-act/eval/training.json
+cp $WORK/demos/summary.json models/aloha-act/eval/demonstrations.json
+$PY models/tools/sim/act_report.py --bundle models/aloha-act

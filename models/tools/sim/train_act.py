@@ -84,11 +84,11 @@ def limits(eps) -> dict:
     a = np.concatenate([e["action"] for e in eps])
     d = np.concatenate([np.abs(np.diff(e["action"], axis=0)) for e in eps]).max(0)
     return {"names": js.JOINT_NAMES, "lower": js.COMMAND_LOWER.tolist(), "upper": js.COMMAND_UPPER.tolist(),
-            "max_step": (2 * d).tolist(),
+            "max_step": (2 * d + 0.01).tolist(),
             "demonstration_range": {"min": a.min(0).tolist(), "max": a.max(0).tolist()},
             "source": ("lower/upper: the joint sim's actuator ctrlrange (gym-aloha bimanual_viperx_transfer_cube.xml; "
-                       "grippers as normalised opening); max_step: 2x the largest per-tick change of any joint "
-                       "command in the training demonstrations")}
+                       "grippers as normalised opening); max_step: 2x the largest per-tick change of that joint's "
+                       "command in the training demonstrations + 0.01")}
 
 
 def main(argv=None) -> int:
@@ -131,17 +131,17 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "train_state.pt"
-    step, losses, seconds = 0, [], 0.0
+    step, losses, seconds, cpu = 0, [], 0.0, 0.0
     if state_path.exists():
         st = torch.load(state_path, weights_only=False)
         policy.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        step, losses, seconds = st["step"], st["losses"], st["seconds"]
+        step, losses, seconds, cpu = st["step"], st["losses"], st["seconds"], st["cpu_seconds"]
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         print(f"train_act: resumed at step {step}", flush=True)
     policy.train()
-    t_last = time.time()
+    t_last, c_last = time.time(), time.process_time()
     while step < args.steps:
         batch = pre(make_batch(eps, rng, args.batch, args.chunk))
         loss, info = policy.forward(batch)
@@ -150,19 +150,20 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
         opt.step()
         step += 1
-        losses.append([step, float(loss), info.get("l1_loss", 0.0), info.get("kld_loss", 0.0)])
+        losses.append([step, float(loss.detach()), info.get("l1_loss", 0.0), info.get("kld_loss", 0.0)])
         if step % 50 == 0:
-            now = time.time()
-            seconds += now - t_last
-            t_last = now
+            now, c_now = time.time(), time.process_time()
+            seconds, cpu = seconds + now - t_last, cpu + c_now - c_last
+            t_last, c_last = now, c_now
             recent = np.mean([x[1] for x in losses[-50:]])
             print(f"step {step}/{args.steps} loss {recent:.4f} l1 {np.mean([x[2] for x in losses[-50:]]):.4f} "
-                  f"({seconds / 60:.1f} min)", flush=True)
+                  f"({seconds / 60:.1f} min wall, {cpu / 60:.1f} min CPU)", flush=True)
         if step % args.save_every == 0 or step == args.steps:
-            seconds += time.time() - t_last
-            t_last = time.time()
+            now, c_now = time.time(), time.process_time()
+            seconds, cpu = seconds + now - t_last, cpu + c_now - c_last
+            t_last, c_last = now, c_now
             torch.save({"model": policy.state_dict(), "opt": opt.state_dict(), "step": step, "losses": losses,
-                        "seconds": seconds, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                        "seconds": seconds, "cpu_seconds": cpu, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
                        state_path)
     policy.eval()
     policy.save_pretrained(args.out)
@@ -175,6 +176,7 @@ def main(argv=None) -> int:
     info = {"episodes": len(eps), "frames": int(sum(len(e["action"]) for e in eps)), "image": [3, int(h), int(w)],
             "demo_seeds": [e["seed"] for e in eps], "steps": step, "batch": args.batch, "lr": args.lr,
             "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds),
+            "train_cpu_seconds": round(cpu),
             "first_loss": float(np.mean([x[1] for x in losses[:50]])),
             "final_loss": float(np.mean([x[1] for x in losses[-200:]])),
             "final_l1": float(np.mean([x[2] for x in losses[-200:]])),

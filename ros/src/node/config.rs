@@ -343,6 +343,12 @@ pub struct PolicySection {
     /// Disarm the policy when the episode ends on a success or stall
     /// verdict (`episode.end_on_success`, `episode.end_on_stall`).
     pub disarm_on_verdict: bool,
+    /// How long (wall time) a control tick waits for the model call it
+    /// started; a later chunk serves from the tick it arrives at, and a
+    /// tick with nothing queued holds. None: half a control period.
+    /// Lockstep simulation under a slow model may raise it to stay
+    /// deterministic.
+    pub inference_deadline_ms: Option<u64>,
     /// Limits (only stricter than the bundle's), deadlines, arming.
     pub safety: SafetyConfig,
 }
@@ -357,6 +363,7 @@ impl Default for PolicySection {
             control_topic: "/sarm/policy_control".into(),
             event_topic: "/sarm/policy_event".into(),
             disarm_on_verdict: false,
+            inference_deadline_ms: None,
             safety: SafetyConfig::default(),
         }
     }
@@ -651,6 +658,12 @@ impl NodeConfig {
             other => invalid("backend", other.to_string()),
         })?;
         positive("trainer.connect_retry_s", self.trainer.connect_retry_s)?;
+        if self.policy.inference_deadline_ms == Some(0) {
+            return Err(invalid(
+                "policy.inference_deadline_ms",
+                "0: a tick must be given time for its model call (unset: one control period)",
+            ));
+        }
         if let Some(b) = &self.policy.bundle {
             if !b.join("bundle.toml").is_file() {
                 return Err(invalid(
@@ -838,6 +851,11 @@ mod tests {
             "0",
         );
         bad(
+            "[policy]\ninference_deadline_ms = 0",
+            "policy.inference_deadline_ms",
+            "0",
+        );
+        bad(
             "[policy]\nbundle = \"/nonexistent/policy\"",
             "policy.bundle",
             "/nonexistent/policy",
@@ -874,6 +892,7 @@ mod tests {
             },
             policy: PolicySection {
                 bundle: Some("x".into()),
+                inference_deadline_ms: Some(20),
                 ..d.policy.clone()
             },
             ..d

@@ -29,6 +29,7 @@ pub mod config;
 pub mod inputs;
 pub mod outputs;
 pub mod policy;
+pub mod policy_infer;
 pub mod reward;
 pub mod stats;
 pub mod view;

@@ -18,11 +18,19 @@
 //! There is no other path to the command publisher: it is owned here and
 //! only written with a [`sarm_runtime::policy::Decision`].
 //!
-//! Inference is synchronous on this thread: a step that takes longer than a
-//! control period is counted (`policy_inference_late`) and the ticks it
-//! covered are skipped (`policy_ticks_skipped`), never queued up. The
-//! policy steps while disarmed too (its timings stay visible); arming
-//! resets its queue, so the first command comes from a fresh chunk.
+//! The model runs on its own thread ([`InferenceThread`]): a tick that needs
+//! a chunk hands over its observation and waits for it until the inference
+//! deadline (`policy.inference_deadline_ms`, half a control period unless
+//! set, so that a late call leaves the tick time to publish). In time, the
+//! chunk serves at that tick, as LeRobot's `select_action` does. Late, the
+//! call is counted (`policy_inference_late`) and its chunk serves from the
+//! tick it arrives at, the rows for the ticks it missed skipped; meanwhile
+//! the queue serves what it still holds (with temporal ensembling, the
+//! ensemble's averages), and an empty queue leaves the tick without an
+//! action: the safety layer holds the last safe command (a deadline trip)
+//! and latches a fault if the hold lasts. The policy steps while disarmed too (its timings
+//! stay visible); arming resets its queue, so the first command comes from
+//! a fresh chunk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,14 +39,14 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use image::RgbImage;
 use sarm_runtime::policy::{
-    ActionInput, Control, Decision, Frame as PolicyFrame, InputStatus, JointLimits, Observation,
-    PolicyBundle, PolicyStepper, SafetyCounters, SafetyEventKind, SafetyLayer, SafetyState, Tick,
-    TripKind,
+    ActionInput, ActionSelector, Control, Decision, InputStatus, JointLimits, PolicyBundle,
+    PolicyStepper, SafetyCounters, SafetyEventKind, SafetyLayer, SafetyState, Tick, TripKind,
 };
 use sarm_runtime::{Backend, Clock, ClockSource};
 
 use super::config::{CommandForm, PolicySection};
 use super::inputs::{Arrived, Frame};
+use super::policy_infer::{InferenceThread, Job};
 use super::reward::Output;
 use super::stats::{NodeStats, Stage};
 use crate::drops::Drops;
@@ -218,7 +226,17 @@ pub struct PolicyIo {
 }
 
 pub struct PolicyStage {
-    stepper: PolicyStepper,
+    /// The action queue or temporal ensemble, on this thread.
+    selector: ActionSelector,
+    /// The model, on its own thread.
+    infer: InferenceThread,
+    state_names: Vec<String>,
+    /// How long a tick waits for the chunk it asked for.
+    deadline: Duration,
+    /// Control ticks so far (a chunk's age is counted in them).
+    tick_index: u64,
+    /// Bumped by every reset of the selector; older chunks are dropped.
+    generation: u64,
     safety: SafetyLayer,
     clock: Clock,
     stats: Arc<NodeStats>,
@@ -287,9 +305,12 @@ impl PolicyStage {
         )
         .map_err(|e| anyhow::anyhow!("config key `{e}`"))?;
         let period = stepper.control_period();
+        let deadline = cfg
+            .inference_deadline_ms
+            .map_or(period / 2, Duration::from_millis);
         let command = CommandPublisher::open(transport, cfg, stepper.action_names(), period)?;
         tracing::info!(
-            "policy: {} ({}, {} at {} Hz, {}); {}; starts {}",
+            "policy: {} ({}, {} at {} Hz, {}, inference deadline {:?}); {}; starts {}",
             bundle.name(),
             cfg.precision,
             match stepper.mode() {
@@ -300,6 +321,7 @@ impl PolicyStage {
             },
             stepper.fps(),
             stepper.model().graph().provider(),
+            deadline,
             describe(cfg),
             if cfg.safety.auto_arm {
                 "disarmed, arming itself at the first joint state (auto_arm)"
@@ -307,11 +329,20 @@ impl PolicyStage {
                 "disarmed: arm it on the control topic"
             }
         );
-        let n_state = stepper.state_names().len();
+        let state_names = stepper.state_names().to_vec();
+        let n_state = state_names.len();
         let n_action = stepper.action_names().len();
+        let (model, selector) = stepper.into_parts();
+        let infer = InferenceThread::start(model, n_state, selector.chunk_len())
+            .context("starting the policy's inference thread")?;
         Ok(PolicyStage {
             period_ns: period.as_nanos() as i64,
-            stepper,
+            selector,
+            infer,
+            state_names,
+            deadline,
+            tick_index: 0,
+            generation: 0,
             safety,
             clock,
             stats,
@@ -359,7 +390,11 @@ impl PolicyStage {
                             Err(_) => ctl_stats.drop_one("policy_control_queue_full"),
                         },
                         Ok(None) => {}
-                        Err(e) => ctl_stats.drop_one(e.kind()),
+                        Err(e) => {
+                            // Counted; a failing subscription must not spin.
+                            ctl_stats.drop_one(e.kind());
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
                     }
                 }
             });
@@ -414,6 +449,7 @@ impl PolicyStage {
         latest: &Latest,
         age_from_arrival: bool,
     ) {
+        self.tick_index += 1;
         while let Ok(m) = controls.try_recv() {
             self.on_control(&m);
         }
@@ -506,36 +542,76 @@ impl PolicyStage {
             self.stats.record(Stage::PolicyDecode, t0.elapsed());
             self.decoded = Some(frame.clone());
         }
-        let names = self.stepper.state_names();
+        let names = &self.state_names;
         if !names.is_empty() && !self.state_map.fill(names, &joints.msg, &mut self.state) {
             return Err(ActionInput::Failed);
         }
-        let frames = [PolicyFrame::from(&self.rgb)];
-        let obs = Observation {
-            frames: &frames,
-            state: &self.state,
-            environment_state: &[],
-        };
-        match self.stepper.step(&obs) {
-            Ok(step) => {
+        // A chunk that finished since the last tick (a late one).
+        let mut failed = false;
+        if let Some(job) = self.infer.finished(Duration::ZERO) {
+            failed |= !self.take_chunk(job);
+        }
+        if self.selector.needs_chunk() && !self.infer.busy() {
+            if self
+                .infer
+                .submit(self.tick_index, self.generation, &self.rgb, &self.state)
+            {
+                if let Some(job) = self.infer.finished(self.deadline) {
+                    failed |= !self.take_chunk(job);
+                }
+            } else {
+                self.stats.drop_one("policy_inference_thread_gone");
+                return Err(ActionInput::Failed);
+            }
+        }
+        if failed {
+            return Err(ActionInput::Failed);
+        }
+        match self.selector.next_action() {
+            Some(served) => {
                 self.stats.count("policy_steps", 1);
-                if step.model_ran {
-                    self.stats.count("policy_model_calls", 1);
-                    self.stats
-                        .record(Stage::PolicyInference, step.timings.inference);
-                    if step.timings.total.as_nanos() as i64 > self.period_ns {
+                self.action.copy_from_slice(served.action);
+                Ok(())
+            }
+            None if self.infer.busy() => Err(ActionInput::DeadlineMissed),
+            None => Err(ActionInput::Failed),
+        }
+    }
+
+    /// Takes a finished model call into the selector (false: it failed).
+    /// A chunk from before a reset is dropped; one that arrives ticks after
+    /// its observation serves from the current tick.
+    fn take_chunk(&mut self, job: Job) -> bool {
+        let ok = match &job.result {
+            Ok(t) => {
+                self.stats.count("policy_model_calls", 1);
+                self.stats.record(Stage::PolicyInference, t.inference);
+                if job.generation == self.generation {
+                    let skip = (self.tick_index - job.tick) as usize;
+                    if skip > 0 {
                         self.stats.count("policy_inference_late", 1);
                     }
+                    match self.selector.push_chunk(&job.chunk, skip) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            self.stats.drop_one("policy_step_failed");
+                            self.drops.record("policy_step_failed", e);
+                            false
+                        }
+                    }
+                } else {
+                    self.stats.count("policy_chunks_dropped_after_reset", 1);
+                    true
                 }
-                self.action.copy_from_slice(step.action);
-                Ok(())
             }
             Err(e) => {
                 self.stats.drop_one("policy_step_failed");
                 self.drops.record("policy_step_failed", e);
-                Err(ActionInput::Failed)
+                false
             }
-        }
+        };
+        self.infer.recycle(job);
+        ok
     }
 
     fn on_control(&mut self, m: &PolicyControl) {
@@ -568,7 +644,8 @@ impl PolicyStage {
         if c == Control::Arm {
             // A fresh queue: the first command after arming comes from
             // the observation at arming, as after LeRobot's reset().
-            self.stepper.reset();
+            self.selector.reset();
+            self.generation += 1;
         }
         self.safety.control(c);
     }

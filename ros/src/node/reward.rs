@@ -360,6 +360,9 @@ impl RewardStage {
             return;
         };
         let ep_index = ep.index;
+        // The frames flushed below belong to an episode already ending: a
+        // verdict on them would end the next one.
+        self.judge.close();
         if ep_index != index {
             tracing::warn!("episode {index} ended while {ep_index} was running");
         }

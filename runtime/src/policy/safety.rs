@@ -12,8 +12,9 @@
 //!   command;
 //! - every command is step-limited (at most `max_step` per joint per tick)
 //!   and clamped into the joint bounds ([`super::limits`]);
-//! - a NaN/Inf in an action latches a fault at once (the last safe command
-//!   is what the robot keeps: nothing further is emitted);
+//! - a NaN/Inf in an action (or one of the wrong length) holds the last
+//!   safe command for that tick and latches a fault at once: nothing
+//!   further is emitted until a reset;
 //! - a stale observation (newest camera or joint stamp older than
 //!   `max_obs_age_ms`), a silent input (nothing received for
 //!   `max_silence_ms`), a missed inference deadline or a failed policy step
@@ -553,8 +554,8 @@ impl SafetyLayer {
             };
             if let Some(joint) = bad {
                 self.fault(t.now, TripCause::NonFiniteAction { joint }, None);
-                self.counters.silent_ticks += 1;
-                return Decision::Silent;
+                self.counters.hold_ticks += 1;
+                return Decision::Hold(&self.last_safe);
             }
         }
         let action = match (self.hold_cause(t), t.action) {

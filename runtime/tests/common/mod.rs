@@ -80,3 +80,30 @@ pub fn stream(scorer: &mut Scorer, ep: &Episode) -> Vec<FrameScore> {
     scorer.finish(&mut |s| out.push(s.clone())).unwrap();
     out
 }
+
+/// Asserts `err` is a field mismatch naming `field`, with `expected` and
+/// `found` in its values (the bundle loaders' error for a wrong field).
+pub fn expect_mismatch(err: sarm_runtime::BundleError, field: &str, expected: &str, found: &str) {
+    let msg = err.to_string();
+    match err {
+        sarm_runtime::BundleError::Mismatch {
+            field: f,
+            expected: e,
+            found: fo,
+        } => {
+            assert!(
+                f.contains(field),
+                "field {f:?} should name {field:?}: {msg}"
+            );
+            assert!(
+                e.contains(expected),
+                "expected {e:?} should contain {expected:?}: {msg}"
+            );
+            assert!(
+                fo.contains(found),
+                "found {fo:?} should contain {found:?}: {msg}"
+            );
+        }
+        other => panic!("expected a field mismatch for {field}, got: {other}"),
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sarm_runtime::policy::{Frame, Observation, PolicyStepper, StepperMode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -150,4 +151,144 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// LeRobot's settings of a golden mode.
+pub fn mode_of(m: &Value) -> StepperMode {
+    match m["temporal_ensemble_coeff"].as_f64() {
+        Some(coeff) => StepperMode::TemporalEnsemble {
+            coeff: coeff as f32,
+        },
+        None => StepperMode::Queue {
+            n_action_steps: m["n_action_steps"].as_u64().unwrap() as usize,
+        },
+    }
+}
+
+/// A camera frame owned by the test (raw golden inputs are copied, bag
+/// frames decoded), lent to the stepper as a [`Frame`].
+pub struct OwnedFrame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl From<&Frame<'_>> for OwnedFrame {
+    fn from(f: &Frame<'_>) -> Self {
+        OwnedFrame {
+            width: f.width,
+            height: f.height,
+            rgb: f.rgb.to_vec(),
+        }
+    }
+}
+
+/// Measured differences of one run (a mode x episode).
+#[derive(Debug, Default, Clone)]
+pub struct Agreement {
+    /// Largest |action - LeRobot's| over the steps, in action units.
+    pub action: f32,
+    /// Largest |chunk - LeRobot's| over the model calls, normalised units.
+    pub chunk: f32,
+    /// (step, |chunk - LeRobot's|) of every model call.
+    pub chunk_per_call: Vec<(usize, f32)>,
+    /// |action - LeRobot's| of every step.
+    pub action_per_step: Vec<f32>,
+    pub steps: usize,
+    pub calls: usize,
+}
+
+/// Steps one golden episode from its inputs (`state` rows and `frames_at(t)`,
+/// one frame per camera in the stepper's order); asserts what must be exact
+/// (when the model runs, queue lengths, ensemble counts and weights) and
+/// returns the measured differences.
+pub fn run_episode(
+    stepper: &mut PolicyStepper,
+    golden: &Golden,
+    mode: &Value,
+    episode: &Value,
+    state: &Array<f32>,
+    frames_at: &mut dyn FnMut(usize) -> Vec<OwnedFrame>,
+) -> Agreement {
+    let arrays = &episode["arrays"];
+    let name = |k: &str| arrays[k].as_str().unwrap_or_else(|| panic!("no array {k}"));
+    let want_action = golden.f32(name("action"));
+    let want_ran = golden.u8(name("model_ran"));
+    let want_chunk = golden.f32(name("chunk"));
+    let steps = want_action.shape[0];
+    assert!(state.shape[0] >= steps, "fewer inputs than golden steps");
+    let queue_len = arrays
+        .get("queue_len_before")
+        .map(|_| golden.i32(name("queue_len_before")));
+    let counts = arrays
+        .get("ensemble_count")
+        .map(|_| golden.i32(name("ensemble_count")));
+    if let Some(w) = arrays.get("ensemble_weights") {
+        let w = golden.f32(w.as_str().unwrap());
+        let cs = golden.f32(name("ensemble_weights_cumsum"));
+        let e = stepper.selector().ensemble().expect("ensembling mode");
+        assert_eq!(
+            e.weights(),
+            w.data.as_slice(),
+            "ensemble weights bit for bit"
+        );
+        assert_eq!(e.weights_cumsum(), cs.data.as_slice(), "cumsum bit for bit");
+    }
+    let label = format!("{} {}", mode["name"], episode["episode"]);
+    stepper.reset();
+    let mut agreement = Agreement::default();
+    for t in 0..steps {
+        if let Some(q) = &queue_len {
+            let before = stepper.selector().queue_len().unwrap();
+            assert_eq!(
+                before as i32, q.data[t],
+                "{label} step {t}: queue length before"
+            );
+        }
+        let expect_run = want_ran.data[t] == 1;
+        assert_eq!(
+            stepper.needs_inference(),
+            expect_run,
+            "{label} step {t}: needs_inference"
+        );
+        let owned = frames_at(t);
+        let frames: Vec<Frame<'_>> = owned
+            .iter()
+            .map(|f| Frame {
+                width: f.width,
+                height: f.height,
+                rgb: &f.rgb,
+            })
+            .collect();
+        let obs = Observation {
+            frames: &frames,
+            state: state.row(t),
+            environment_state: &[],
+        };
+        let step = stepper.step(&obs).unwrap();
+        assert_eq!(step.model_ran, expect_run, "{label} step {t}: model ran");
+        let d = max_abs_diff(step.action, want_action.row(t));
+        agreement.action = agreement.action.max(d);
+        agreement.action_per_step.push(d);
+        if step.model_ran {
+            let call = agreement.chunk_per_call.len();
+            let c = max_abs_diff(stepper.model().chunk(), want_chunk.row(call));
+            agreement.chunk = agreement.chunk.max(c);
+            agreement.chunk_per_call.push((t, c));
+        }
+        if let Some(c) = &counts {
+            let ours: Vec<i32> = stepper
+                .selector()
+                .ensemble()
+                .unwrap()
+                .before_consume()
+                .map(|(n, _)| n as i32)
+                .collect();
+            assert_eq!(ours, c.row(t), "{label} step {t}: ensemble counts");
+        }
+    }
+    agreement.calls = agreement.chunk_per_call.len();
+    assert_eq!(agreement.calls, want_chunk.shape[0], "{label}: model calls");
+    agreement.steps = steps;
+    agreement
 }

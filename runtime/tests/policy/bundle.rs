@@ -8,11 +8,11 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use common::bundle_dir;
 use common::policy_golden::act_test_dir;
+use common::{bundle_dir, expect_mismatch};
 use sarm_runtime::bundle::BundleKind;
 use sarm_runtime::policy::{PolicyBundle, StepperMode};
-use sarm_runtime::{Bundle, BundleError};
+use sarm_runtime::Bundle;
 
 /// An ONNX file to damage and how.
 type Alteration<'a> = (&'a str, fn(&mut Vec<u8>));
@@ -71,31 +71,6 @@ fn refused(
     let err = PolicyBundle::load(&dir).unwrap_err();
     let _ = std::fs::remove_dir_all(&dir);
     expect_mismatch(err, field, expected, found);
-}
-
-fn expect_mismatch(err: BundleError, field: &str, expected: &str, found: &str) {
-    let msg = err.to_string();
-    match err {
-        BundleError::Mismatch {
-            field: f,
-            expected: e,
-            found: fo,
-        } => {
-            assert!(
-                f.contains(field),
-                "field {f:?} should name {field:?}: {msg}"
-            );
-            assert!(
-                e.contains(expected),
-                "expected {e:?} should contain {expected:?}: {msg}"
-            );
-            assert!(
-                fo.contains(found),
-                "found {fo:?} should contain {found:?}: {msg}"
-            );
-        }
-        other => panic!("expected a Mismatch on {field}, got {other:?}"),
-    }
 }
 
 #[test]

@@ -16,7 +16,9 @@
 use crate::common;
 
 use common::backends::{self, tolerance, Tolerance};
-use common::policy_golden::{act_test_dir, max_abs_diff, EpisodeInputs, Golden};
+use common::policy_golden::{
+    act_test_dir, max_abs_diff, mode_of, run_episode, EpisodeInputs, Golden, OwnedFrame,
+};
 use sarm_runtime::backend::{Backend, BackendKind};
 use sarm_runtime::policy::ensemble::{ensemble_weights, ensemble_weights_cumsum};
 use sarm_runtime::policy::{
@@ -65,18 +67,6 @@ fn bundle() -> PolicyBundle {
     PolicyBundle::load(act_test_dir()).expect("act-test loads")
 }
 
-/// LeRobot's settings of a golden mode.
-fn mode_of(m: &Value) -> StepperMode {
-    match m["temporal_ensemble_coeff"].as_f64() {
-        Some(coeff) => StepperMode::TemporalEnsemble {
-            coeff: coeff as f32,
-        },
-        None => StepperMode::Queue {
-            n_action_steps: m["n_action_steps"].as_u64().unwrap() as usize,
-        },
-    }
-}
-
 struct Frames<'a> {
     inputs: &'a EpisodeInputs,
     cameras: Vec<String>,
@@ -92,102 +82,11 @@ impl<'a> Frames<'a> {
             })
             .collect()
     }
-}
 
-/// Worst differences of one run (a mode x episode).
-#[derive(Debug, Default, Clone, Copy)]
-struct Agreement {
-    action: f32,
-    chunk: f32,
-    steps: usize,
-    calls: usize,
-}
-
-/// Steps one golden episode; asserts everything exact and returns the
-/// measured differences.
-fn run_episode(
-    stepper: &mut PolicyStepper,
-    golden: &Golden,
-    mode: &Value,
-    episode: &Value,
-    inputs: &EpisodeInputs,
-) -> Agreement {
-    let arrays = &episode["arrays"];
-    let name = |k: &str| arrays[k].as_str().unwrap_or_else(|| panic!("no array {k}"));
-    let want_action = golden.f32(name("action"));
-    let want_ran = golden.u8(name("model_ran"));
-    let want_chunk = golden.f32(name("chunk"));
-    let queue_len = arrays
-        .get("queue_len_before")
-        .map(|_| golden.i32(name("queue_len_before")));
-    let counts = arrays
-        .get("ensemble_count")
-        .map(|_| golden.i32(name("ensemble_count")));
-    if let Some(w) = arrays.get("ensemble_weights") {
-        let w = golden.f32(w.as_str().unwrap());
-        let cs = golden.f32(name("ensemble_weights_cumsum"));
-        let e = stepper.selector().ensemble().expect("ensembling mode");
-        assert_eq!(
-            e.weights(),
-            w.data.as_slice(),
-            "ensemble weights bit for bit"
-        );
-        assert_eq!(e.weights_cumsum(), cs.data.as_slice(), "cumsum bit for bit");
+    /// Owned copies, as [`run_episode`] takes them.
+    fn owned(&self, t: usize) -> Vec<OwnedFrame> {
+        self.at(t).iter().map(OwnedFrame::from).collect()
     }
-    let frames = Frames {
-        inputs,
-        cameras: stepper.cameras().to_vec(),
-    };
-    let label = format!("{} {}", mode["name"], episode["episode"]);
-    stepper.reset();
-    let mut agreement = Agreement::default();
-    let mut call = 0;
-    for t in 0..inputs.steps {
-        if let Some(q) = &queue_len {
-            let before = stepper.selector().queue_len().unwrap();
-            assert_eq!(
-                before as i32, q.data[t],
-                "{label} step {t}: queue length before"
-            );
-        }
-        let expect_run = want_ran.data[t] == 1;
-        assert_eq!(
-            stepper.needs_inference(),
-            expect_run,
-            "{label} step {t}: needs_inference"
-        );
-        let f = frames.at(t);
-        let obs = Observation {
-            frames: &f,
-            state: inputs.state.row(t),
-            environment_state: &[],
-        };
-        let step = stepper.step(&obs).unwrap();
-        assert_eq!(step.model_ran, expect_run, "{label} step {t}: model ran");
-        let d = max_abs_diff(step.action, want_action.row(t));
-        agreement.action = agreement.action.max(d);
-        if step.model_ran {
-            let chunk = stepper.model().chunk();
-            agreement.chunk = agreement
-                .chunk
-                .max(max_abs_diff(chunk, want_chunk.row(call)));
-            call += 1;
-        }
-        if let Some(c) = &counts {
-            let ours: Vec<i32> = stepper
-                .selector()
-                .ensemble()
-                .unwrap()
-                .before_consume()
-                .map(|(n, _)| n as i32)
-                .collect();
-            assert_eq!(ours, c.row(t), "{label} step {t}: ensemble counts");
-        }
-    }
-    assert_eq!(call, want_chunk.shape[0], "{label}: model calls");
-    agreement.steps = inputs.steps;
-    agreement.calls = call;
-    agreement
 }
 
 #[test]
@@ -226,7 +125,13 @@ fn every_step_of_both_episodes_in_both_modes_per_backend_and_precision() {
                     .find(|(n, _)| ep["episode"] == n.as_str())
                     .unwrap()
                     .1;
-                let a = run_episode(&mut stepper, &golden, mode, ep, inputs);
+                let frames = Frames {
+                    inputs,
+                    cameras: stepper.cameras().to_vec(),
+                };
+                let a = run_episode(&mut stepper, &golden, mode, ep, &inputs.state, &mut |t| {
+                    frames.owned(t)
+                });
                 report.push(format!(
                     "{:<5} {precision} {:<18} {}: {} steps, {} model calls, max |action diff| {:.3e}, max |chunk diff| (normalised) {:.3e}",
                     backend.kind(),

@@ -69,7 +69,18 @@ fn matrix_products_run_this_architectures_kernels() {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 5, "{files:?}");
+    // Every graph the manifest declares (both precisions) is here and checked.
+    let manifest = std::fs::read_to_string(bundle_dir().join("bundle.toml")).unwrap();
+    let declared: std::collections::BTreeSet<&str> = manifest
+        .split('"')
+        .filter(|s| s.ends_with(".onnx") && !s.contains([' ', '/']))
+        .collect();
+    let present: std::collections::BTreeSet<&str> = files
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+        .collect();
+    assert!(declared.len() >= 6, "fp32 and int8 graphs: {declared:?}");
+    assert_eq!(present, declared, "the bundle's graphs");
     for file in &files {
         let kernels = kernels_of(file, bundle.window.len());
         println!(

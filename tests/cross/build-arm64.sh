@@ -20,21 +20,24 @@
 # glibc 2.41 is safe as long as no symbol newer than the target's glibc is referenced; the
 # ceiling check below proves that on every build.
 #
-# Everything downloaded or built is kept under $SARM_CROSS_DIR (default .cross/, git-ignored)
-# and target/cross/ (the cargo target directory of the cross build): a second run reuses both.
+# The trixie root is kept in the machine's cache (tests/cross/paths.sh: SARM_CROSS_ROOT, default
+# ~/.cache/sarm/trixie-root), the build in target/cross/ and the lists in .cross/ (git-ignored):
+# a second run reuses all three.
 # Heavy steps run under `nice -n ${SARM_CROSS_NICE:-15}` with ${SARM_CROSS_JOBS:-2} jobs.
 #
-# Features: every feature of sarm-ros (`--all-features`; robot features are load-time only, e.g.
-# onnxruntime through `ort` load-dynamic), or exactly SARM_CROSS_FEATURES when it is set
-# ("" = the defaults only). Profile: release (the tests too, so tract is compiled once).
+# Features: sarm-ros's defaults, which are what a robot runs: tract, onnxruntime through `ort`
+# load-dynamic (no native library at build time), DDS, Zenoh with TLS. The optional `video`
+# feature (FFmpeg, for `sarm label --dataset` on a workstation) is left out: it would tie the
+# binary to one FFmpeg soname that JetPack does not ship. SARM_CROSS_FEATURES adds features.
+# Profile: release (the tests too, so tract is compiled once).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 
 TARGET=aarch64-unknown-linux-gnu
-CROSS_DIR=${SARM_CROSS_DIR:-$REPO/.cross}
-ROOT=$CROSS_DIR/trixie-root
-TARGET_DIR=$REPO/target/cross
+. "$REPO/tests/cross/paths.sh"
+ROOT=$CROSS_ROOT
+TARGET_DIR=$CROSS_TARGET_DIR
 JOBS=${SARM_CROSS_JOBS:-2}
 NICE=${SARM_CROSS_NICE:-15}
 GLIBC_CEILING=${GLIBC_CEILING:-2.35}
@@ -66,7 +69,7 @@ make_root() {
         return
     fi
     log "making the trixie root in $ROOT (mmdebstrap; a few minutes, ~1.3 GB)"
-    mkdir -p "$CROSS_DIR"
+    mkdir -p "$(dirname "$ROOT")"
     rm -rf "$ROOT.tmp" "$ROOT"
     nice -n "$NICE" mmdebstrap --mode=root --variant=apt --architectures=amd64,arm64 \
         --include="$ROOT_PACKAGES" trixie "$ROOT.tmp" "$DEBIAN_MIRROR"
@@ -91,10 +94,8 @@ in_root() {
 }
 
 features_args() {
-    if [ -n "${SARM_CROSS_FEATURES+set}" ]; then
+    if [ -n "${SARM_CROSS_FEATURES:-}" ]; then
         echo "--features=$SARM_CROSS_FEATURES"
-    else
-        echo "--all-features"
     fi
 }
 
@@ -126,8 +127,8 @@ check_glibc_ceiling() {
 build_bin() {
     local feats
     feats=$(features_args)
-    log "building sarm for $TARGET ($feats, -j $JOBS, nice $NICE)"
-    root_cargo build -p sarm-ros --bin sarm "$feats"
+    log "building sarm for $TARGET (features: default${feats:+ $feats}, -j $JOBS, nice $NICE)"
+    root_cargo build -p sarm-ros --bin sarm $feats
     local bin=$TARGET_DIR/$TARGET/release/sarm
     file "$bin" 2>/dev/null || true
     check_glibc_ceiling "$bin"

@@ -28,6 +28,9 @@ use sarm_runtime::backend::{Backend, BackendKind};
 use sarm_runtime::{Bundle, HeadKind, Precision, ScorerConfig};
 use serde_json::Value;
 
+// In sarm-ros (not sarm-tests) so that it builds without the test build's FFmpeg `video`
+// feature: tests/cross/ cross-builds and runs it on ARM64.
+#[path = "../../tests/tests/common/mod.rs"]
 mod common;
 
 #[path = "../../runtime/tests/common/backends.rs"]

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout-s", type=float, default=600.0)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--sim-arg", action="append", default=[], help="extra argument for ros_robot.py (repeatable)")
     ap.add_argument("--raw-camera", choices=["raw", "raw-jpeg"], default="raw-jpeg",
                     help="the sim's camera when the config takes raw images (inputs.camera_type = raw)")
     args = ap.parse_args(argv)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     sim_cmd = [sys.executable, str(SIM / "ros_robot.py"), "--listen", connect[0], "--seeds", str(args.seed),
                "--steps", str(args.steps), "--command-form", cfg["policy"].get("command", "float64_multi_array"),
                "--camera", "compressed" if cfg["inputs"]["camera_type"] == "compressed" else args.raw_camera,
-               "--out", str(args.out / "sim.json")]
+               "--out", str(args.out / "sim.json")] + args.sim_arg
     sarm_cmd = [str(args.sarm), "run", "--config", str(args.config), "--output-dir", str(args.out / "sarm")]
     t0 = time.monotonic()
     with open(args.out / "sim.log", "w") as sim_log, open(args.out / "sarm.log", "w") as sarm_log:

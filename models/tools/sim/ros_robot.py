@@ -251,6 +251,7 @@ class EpisodeResult:
     bad_commands: int = 0
     interrupted_by_reset: bool = False
     wall_s: float = 0.0
+    overrun_ticks: int = 0  # realtime: ticks that started more than a period late (render, JPEG, CDR)
     latency_ms_p50: float | None = None  # realtime: obs published -> command of that tick arrived
     latency_ms_p99: float | None = None
     commands: list = field(default_factory=list)
@@ -367,6 +368,8 @@ class RosRobot:
                 delay = tick_wall - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                elif -delay > period_s:
+                    r.overrun_ticks += 1  # the sim itself fell a period behind wall time
             self.publish_observation(obs, r, episode, done=False)
             if mode == "lockstep" and obs_to_clock_s > 0:
                 time.sleep(obs_to_clock_s)

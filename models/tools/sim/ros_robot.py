@@ -36,6 +36,8 @@ Subscribed:
                                     JOINT_NAMES order, no stamp)
   /sim/reset                        std_msgs/Int32: start a new episode with this seed (the current
                                     one ends at the next tick); with --serve the sim waits for these
+                                    after --seeds until SIGINT (which ends the running episode at
+                                    its next tick; its partial result is kept, `interrupted`)
 
 Timing modes:
   lockstep  per tick: publish camera + joints + ground truth at t, wait `--obs-to-clock-ms`
@@ -60,6 +62,7 @@ import io
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -249,7 +252,7 @@ class EpisodeResult:
     ticks_without_command: int = 0
     stale_commands: int = 0  # commands stamped before the tick they arrived in (lockstep)
     bad_commands: int = 0
-    interrupted_by_reset: bool = False
+    interrupted: str | None = None  # "reset" (/sim/reset mid-episode) or "signal" (SIGINT): fewer ticks
     wall_s: float = 0.0
     overrun_ticks: int = 0  # realtime: ticks that started more than a period late (render, JPEG, CDR)
     latency_ms_p50: float | None = None  # realtime: obs published -> command of that tick arrived
@@ -274,6 +277,7 @@ class RosRobot:
         self.commands: queue.Queue[Command] = queue.Queue(maxsize=1000)
         self.resets: queue.Queue[int] = queue.Queue(maxsize=100)
         self.bad_commands = 0
+        self.stop = threading.Event()  # SIGINT: end the episode at the next tick, then exit
         transport.subscriber(command_topic, COMMAND_TYPES[command_form], self._on_command)
         transport.subscriber(RESET_TOPIC, "std_msgs/msg/Int32", lambda m: self._offer(self.resets, int(m.data)))
         self.command_topic = command_topic
@@ -360,8 +364,8 @@ class RosRobot:
         t_start = time.monotonic()
         period_s = js.CONTROL_PERIOD_NS / 1e9
         for k in range(steps):
-            if not self.resets.empty():
-                r.interrupted_by_reset = True
+            if not self.resets.empty() or self.stop.is_set():
+                r.interrupted = "signal" if self.stop.is_set() else "reset"
                 break
             tick_wall = t_start + k * period_s
             if mode == "realtime":
@@ -397,6 +401,7 @@ class RosRobot:
         if mode == "lockstep" and obs_to_clock_s > 0:
             time.sleep(obs_to_clock_s)
         self.publish_clock()
+        self.t_ns += js.CONTROL_PERIOD_NS  # the next episode's pre-roll is later still
         r.wall_s = round(time.monotonic() - t_start, 2)
         if latencies:
             r.latency_ms_p50 = round(float(np.percentile(latencies, 50)), 3)
@@ -491,6 +496,13 @@ def main(argv=None) -> int:
     robot = RosRobot(transport, args.width, args.height, args.camera, args.command_form, args.command_topic,
                      int(round(args.t0 * 1e9)))
     camera_topic = CAMERA_COMPRESSED if args.camera == "compressed" else CAMERA_RAW
+
+    def on_sigint(_sig, _frame):
+        if robot.stop.is_set():
+            raise KeyboardInterrupt
+        robot.stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
     results, arrays = [], {}
     try:
         print(f"ros_robot: waiting for a node ({args.mode}, commands {args.command_form} on {args.command_topic})",
@@ -500,24 +512,32 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         episode = 0
         while True:
-            if seeds:
+            # A /sim/reset comes first (it also ends a running episode), then --seeds, then (--serve)
+            # the next /sim/reset.
+            try:
+                seed = robot.resets.get_nowait()
+            except queue.Empty:
+                seed = None
+            if seed is None and seeds:
                 seed = seeds.pop(0)
-            elif args.serve:
-                seed = robot.resets.get()
-            else:
+            while seed is None and args.serve and not robot.stop.is_set():
+                try:
+                    seed = robot.resets.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+            if seed is None or robot.stop.is_set():
                 break
-            while not robot.resets.empty() and not args.serve:
-                robot.resets.get_nowait()
             r = robot.run_episode(seed, episode, args.steps, args.mode, args.obs_to_clock_ms / 1e3,
                                   args.command_timeout_s)
+            suffix = f"{seed}" if f"commands_{seed}" not in arrays else f"{seed}_episode{episode}"
             episode += 1
-            arrays[f"commands_{seed}"] = np.stack(r.commands) if r.commands else np.zeros((0, 14))
-            arrays[f"rewards_{seed}"] = np.asarray(r.rewards, np.int8)
+            arrays[f"commands_{suffix}"] = np.stack(r.commands) if r.commands else np.zeros((0, 14))
+            arrays[f"rewards_{suffix}"] = np.asarray(r.rewards, np.int8)
             d = {k: v for k, v in r.__dict__.items() if k not in ("commands", "rewards")}
             results.append(d)
             print(json.dumps(d), flush=True)
-            if args.serve and not robot.resets.empty():
-                continue
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once; what finished is still written
+        print("ros_robot: interrupted", flush=True)
     finally:
         undecodable = dict(transport.undecodable)
         transport.close()
@@ -528,7 +548,7 @@ def main(argv=None) -> int:
             "sim": f"joint_sim.JointSim {args.width}x{args.height} top camera ({args.camera}, JPEG q{JPEG_QUALITY}), "
                    f"{args.steps} ticks at 50 Hz, mode {args.mode}",
             "command_form": args.command_form, "episodes": len(results), "successes": k,
-            "undecodable": undecodable,
+            "undecodable": undecodable, "bad_commands": robot.bad_commands,
             "command": " ".join(["models/tools/.venv/bin/python", "models/tools/sim/ros_robot.py"]
                                 + list(argv if argv is not None else sys.argv[1:])),
             "results": results}, indent=1) + "\n")

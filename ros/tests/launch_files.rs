@@ -62,7 +62,18 @@ fn node_configs_validate_and_name_existing_files() {
     for entry in std::fs::read_dir(launch()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let cfg = NodeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut cfg =
+                NodeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // Presets name bundles from the repository root, where `sarm run` is started
+            // (the test's working directory is ros/).
+            if let Some(p) = cfg
+                .policy
+                .bundle
+                .as_mut()
+                .filter(|p| p.is_relative() && !p.exists())
+            {
+                *p = repo().join(&*p);
+            }
             cfg.validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let bundle = if cfg.bundle.is_absolute() {

@@ -42,7 +42,8 @@ echo "== 2. sarm run stopped by SIGTERM"
 qemu-aarch64 "$ARM" run --output-dir "$WORK/stopped" > "$WORK/stop.out" 2> "$WORK/stop.err" &
 pid=$!
 pids+=("$pid")
-sleep 20
+# Mid-run: under qemu the bundled replay takes about 24 s to its end; 12 s is before it.
+sleep 12
 kill -TERM "$pid"
 set +e
 wait "$pid"
@@ -51,6 +52,8 @@ set -e
 cat "$WORK/stop.out"
 [ "$status" -eq 0 ] || { tail -n 20 "$WORK/stop.err" >&2; fail "sarm run exited with $status on SIGTERM"; }
 grep -q '^sarm run: done' "$WORK/stop.out" || fail "no summary after SIGTERM"
+! grep -q 'end of the recorded episode' "$WORK/stop.out" ||
+    fail "the replay had already ended: SIGTERM did not stop a running node (make the sleep shorter)"
 echo "== 2: ok (exit 0 after SIGTERM)"
 
 echo "== 3. ARM64 sarm link-check -> x86 sarm sink (tcp/127.0.0.1)"

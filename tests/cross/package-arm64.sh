@@ -51,8 +51,9 @@ Installed-Size: $(du -sk "$STAGE" | cut -f1)
 Homepage: https://example.invalid/sarm
 Description: on-robot runtime for SARM stage-aware reward models
  The sarm node scores camera and joint topics (ROS 2 over DDS or rmw_zenoh) with a
- LeRobot SARM reward model (tract, fp32 or int8), publishes progress and streams RA-BC
- sample weights to a trainer. Run one instance per robot config:
+ LeRobot SARM reward model, optionally drives the robot with a LeRobot ACT policy
+ through a safety layer (tract or onnxruntime, fp32 or int8), publishes progress and
+ streams RA-BC sample weights to a trainer. Run one instance per robot config:
  systemctl enable --now sarm@NAME runs sarm run --config /etc/sarm/NAME.toml.
 EOF
 # Units are picked up without a manual daemon-reload; none is enabled by the package.

@@ -7,8 +7,12 @@
 #                                       encoder and smoother, and the kernels tract picked
 #                                       (sarm-runtime tests)
 #   tests/cross/test-arm64.sh all       runtime, then `sarm label` on the committed ALOHA
-#                                       episodes against golden.json (sarm-ros aloha_bundle)
-#                                       and the sarm binary's own tract kernel log
+#                                       episodes against golden.json (sarm-ros aloha_bundle,
+#                                       one process per backend side by side: about 70 min
+#                                       under qemu on 2 cores, too long for CI) and the sarm
+#                                       binary's own tract kernel log
+#
+# SARM_ARM_TEST_FILTER=NAME passes a test-name filter to every test binary (libtest's own).
 #   tests/cross/test-arm64.sh node      the ARM64 node: `sarm run` (the embedded default) to
 #                                       its end, a stop by SIGTERM, and `sarm link-check`
 #                                       delivering to an x86 `sarm sink` (loopback)
@@ -85,12 +89,32 @@ arm() {
         "$CPUINFO" "$@"
 }
 
+# A test binary of the conformance suite, both backends: in one process, or (SARM_ARM_SPLIT=1,
+# what `all` uses for the slow ALOHA label goldens) one process per backend side by side
+# (SARM_TEST_BACKEND, runtime/tests/common/backends.rs), their lines prefixed with the backend.
+run_suite() {
+    local exe=$1; shift
+    if [ "${SARM_ARM_SPLIT:-0}" != 1 ]; then
+        arm "$exe" --nocapture "$@"
+        return
+    fi
+    local pids=() b rc=0
+    for b in tract ort; do
+        (SARM_TEST_BACKEND=$b arm "$exe" --nocapture "$@" 2>&1 | sed -u "s/^/[$b] /"; exit "${PIPESTATUS[0]}") &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    return $rc
+}
+
 failed=0
 while read -r dir exe; do
     echo "== $(basename "$exe") (in ${dir#"$REPO"/})"
     start=$(date +%s)
+    split=0
+    case $(basename "$exe") in aloha_bundle-*) split=1 ;; esac
     # --nocapture: the tests print their measured differences and the kernels tract picked.
-    if (cd "$dir" && arm "$exe" --nocapture); then
+    if (cd "$dir" && SARM_ARM_SPLIT=$split run_suite "$exe" ${SARM_ARM_TEST_FILTER:+"$SARM_ARM_TEST_FILTER"}); then
         echo "== $(basename "$exe"): ok in $(($(date +%s) - start)) s under qemu"
     else
         echo "== $(basename "$exe"): FAILED" >&2

@@ -18,6 +18,10 @@ pub const ORT_VERSION: &str = "1.32.0";
 /// Set to 1 to run without the onnxruntime backend (its tests then say so).
 pub const SKIP_ORT: &str = "SARM_SKIP_ORT_TESTS";
 
+/// Set to `tract` or `ort` to run one backend only: a slow run (the ARM64
+/// goldens under qemu) is split into one process per backend this way.
+pub const ONLY_BACKEND: &str = "SARM_TEST_BACKEND";
+
 fn repo_root() -> PathBuf {
     // Every crate of the workspace sits one level below the root.
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -53,11 +57,31 @@ pub fn ort() -> Option<Backend> {
     Some(Backend::new(&config).unwrap_or_else(|e| panic!("setting up onnxruntime: {e}")))
 }
 
-/// Every backend under test: tract, then onnxruntime.
+/// Every backend under test: tract, then onnxruntime (or the one
+/// `SARM_TEST_BACKEND` names).
 pub fn all() -> Vec<Backend> {
-    let mut v = vec![Backend::tract()];
-    v.extend(ort());
-    v
+    match std::env::var(ONLY_BACKEND)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .as_deref()
+    {
+        None => {
+            let mut v = vec![Backend::tract()];
+            v.extend(ort());
+            v
+        }
+        Some("tract") => {
+            eprintln!("{ONLY_BACKEND}=tract: the onnxruntime backend is NOT tested in this run");
+            vec![Backend::tract()]
+        }
+        Some("ort") => {
+            eprintln!("{ONLY_BACKEND}=ort: the tract backend is NOT tested in this run");
+            vec![ort().unwrap_or_else(|| {
+                panic!("{ONLY_BACKEND}=ort and {SKIP_ORT}=1 leave nothing to test")
+            })]
+        }
+        Some(other) => panic!("{ONLY_BACKEND}={other}: expected tract or ort"),
+    }
 }
 
 /// Every backend x precision pair under test.

@@ -8,14 +8,14 @@
 #                                       (sarm-runtime tests)
 #   tests/cross/test-arm64.sh all       runtime, then `sarm label` on the committed ALOHA
 #                                       episodes against golden.json (sarm-ros aloha_bundle,
-#                                       one process per backend side by side: about 70 min
+#                                       one process per backend side by side: over an hour
 #                                       under qemu on 2 cores, too long for CI) and the sarm
 #                                       binary's own tract kernel log
-#
-# SARM_ARM_TEST_FILTER=NAME passes a test-name filter to every test binary (libtest's own).
 #   tests/cross/test-arm64.sh node      the ARM64 node: `sarm run` (the embedded default) to
 #                                       its end, a stop by SIGTERM, and `sarm link-check`
 #                                       delivering to an x86 `sarm sink` (loopback)
+#
+# SARM_ARM_TEST_FILTER=NAME passes a test-name filter to every test binary (libtest's own).
 #
 # Builds what it needs with build-arm64.sh (cached: a second run builds nothing new). The
 # tolerances are the tests' own, the same as on x86. Timings under qemu say nothing about a

@@ -89,12 +89,12 @@ arm() {
         "$CPUINFO" "$@"
 }
 
-# A test binary of the conformance suite, both backends: in one process, or (SARM_ARM_SPLIT=1,
-# what `all` uses for the slow ALOHA label goldens) one process per backend side by side
-# (SARM_TEST_BACKEND, runtime/tests/common/backends.rs), their lines prefixed with the backend.
+# run_suite SPLIT EXE [ARGS...]: a test binary of the conformance suite, both backends: in one
+# process, or (SPLIT=1, what `all` uses for the slow ALOHA label goldens) one process per backend
+# side by side (SARM_TEST_BACKEND, runtime/tests/common/backends.rs), lines prefixed with it.
 run_suite() {
-    local exe=$1; shift
-    if [ "${SARM_ARM_SPLIT:-0}" != 1 ]; then
+    local split=$1 exe=$2; shift 2
+    if [ "$split" != 1 ]; then
         arm "$exe" --nocapture "$@"
         return
     fi
@@ -114,7 +114,7 @@ while read -r dir exe; do
     split=0
     case $(basename "$exe") in aloha_bundle-*) split=1 ;; esac
     # --nocapture: the tests print their measured differences and the kernels tract picked.
-    if (cd "$dir" && SARM_ARM_SPLIT=$split run_suite "$exe" ${SARM_ARM_TEST_FILTER:+"$SARM_ARM_TEST_FILTER"}); then
+    if (cd "$dir" && run_suite "$split" "$exe" ${SARM_ARM_TEST_FILTER:+"$SARM_ARM_TEST_FILTER"}); then
         echo "== $(basename "$exe"): ok in $(($(date +%s) - start)) s under qemu"
     else
         echo "== $(basename "$exe"): FAILED" >&2

@@ -8,7 +8,8 @@ set -euo pipefail
 # FFmpeg 5.1 (Debian bookworm; libavcodec has libdav1d for AV1) for ffmpeg-next, and libclang for
 # its bindgen build script. About 65 MB; ~32 s to install here, plus `apt-get update`.
 # strace: the rclpy interop test traces where `sarm replay` sends.
-APT_PACKAGES=(pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev strace)
+APT_PACKAGES=(pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev strace
+    libegl1 libegl-mesa0 libopengl0 libgbm1)  # the last four: MuJoCo's headless rendering (MUJOCO_GL=egl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

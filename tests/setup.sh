@@ -3,7 +3,8 @@
 # test command.
 #   Debian packages          FFmpeg's libraries and libclang, for `sarm label --dataset`'s
 #                            `video` feature, which the test build turns on (tests/Cargo.toml)
-#   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only)
+#   models/tools/.venv       LeRobot + PyTorch + onnxruntime (exporter tests; ~3 GB, first time only),
+#                            and the MuJoCo ALOHA sim's packages (the HIL tests, tests/hil)
 #   ros/tests/interop/.venv  independent ROS 2 implementations (rosbags, mcap-ros2-support)
 #   tests/onnxruntime/       the ONNX Runtime library for the `ort` backend's tests, from the
 #                            pinned onnxruntime wheel on PyPI (about 17 MB; no venv needed)
@@ -14,18 +15,20 @@ cd "$(dirname "$0")/.."
 tests/setup-apt.sh
 
 venv() {
-    local dir=$1 req=$2
+    local dir=$1
+    shift
     if [ ! -x "$dir/bin/python" ]; then
         echo "== creating $dir"
         python3 -m venv "$dir"
     fi
-    echo "== installing $req into $dir"
-    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "== installing $* into $dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "${@/#/-r}"
 }
 
 venv ros/tests/interop/.venv ros/tests/interop/requirements.txt
 if [ "${SARM_SKIP_EXPORTER_ENV:-0}" != 1 ]; then
-    venv models/tools/.venv models/tools/requirements.txt
+    # the sim's packages (MuJoCo, dm_control, gym-aloha, Zenoh) for the HIL tests (ros/tests/hil_loop.rs)
+    venv models/tools/.venv models/tools/requirements.txt models/tools/sim/requirements.txt
 fi
 
 # The ONNX Runtime shared library the `ort` backend loads in the tests (ORT_DYLIB_PATH, or this

@@ -7,7 +7,8 @@ pose follows the seed (joint_sim.cube_xy_for_seed); a malformed command is count
 
     MUJOCO_GL=egl models/tools/.venv/bin/python -m pytest tests/hil/test_ros_robot.py
 
-Skipped without the sim packages (models/tools/sim/requirements.txt). Not in CI; ~10 s.
+Skipped without the sim packages (models/tools/sim/requirements.txt); CI runs it through
+ros/tests/hil_loop.rs (which fails on a skip). ~10 s.
 """
 
 import importlib.util

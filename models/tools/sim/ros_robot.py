@@ -50,6 +50,17 @@ Timing modes:
             command received; latency (obs published -> the command stamped with that tick's
             time arrives) and ticks without a fresh command are measured.
 
+Operating sarm (`--sarm-control`, what tests/hil/run.py uses): sarm_msgs/PolicyControl ARM on
+/sarm/policy_control at each episode's first tick (RESET first after a latched fault), so every
+episode starts from a fresh action queue; after its last tick sarm_msgs/EpisodeEvent END on
+/sarm/episode_control and DISARM. Always recorded per episode, when a node publishes them: its
+sarm_msgs/PolicyEvent (/sarm/policy_event: armed, fault + cause, ...), its /sarm/progress and its
+/sarm/episode END events. Lockstep waits only `--stopped-wait-s` for a command while the node
+says it is disarmed or faulted.
+
+Faults (`--fault NAME@TICK[:ARG[:ARG2]]`, repeatable, at tick TICK of every episode): camera_stall,
+joints_delay, corrupt_frame, clock_back, estop (see --help).
+
 Results: `--out FILE.json` (per episode: success, ticks, commands, timing) and FILE.npz (per seed
 the commands applied, `commands_<seed>`, (ticks, 14), and the rewards, `rewards_<seed>`): the
 same layout as eval_act.py's npz (`seed_<seed>` there), to compare actions tick by tick.
@@ -85,11 +96,69 @@ JOINT_TOPIC = "/joint_states"
 CLOCK_TOPIC = "/clock"
 GROUND_TRUTH_TOPIC = "/sim/ground_truth"
 RESET_TOPIC = "/sim/reset"
+# sarm's topics (launch/default.toml's names): with --sarm-control the sim arms the policy at each
+# episode's first tick and ends the node's episode (and disarms) at its last, as a test bench's
+# operator would; it always records the node's policy events and progress when they come.
+POLICY_CONTROL_TOPIC = "/sarm/policy_control"
+EPISODE_CONTROL_TOPIC = "/sarm/episode_control"
+POLICY_EVENT_TOPIC = "/sarm/policy_event"
+PROGRESS_TOPIC = "/sarm/progress"
+EPISODE_TOPIC = "/sarm/episode"
+POLICY_EVENTS = {0: "armed", 1: "disarmed", 2: "fault", 3: "reset", 4: "arm_refused"}
+FAULT_CAUSES = {0: "none", 1: "estop", 2: "non_finite_action", 3: "stale_observation", 4: "input_silent",
+                5: "deadline_missed", 6: "policy_failed"}
+ARM, DISARM, ESTOP = 0, 1, 2  # sarm_msgs/PolicyControl
+EPISODE_END = 1  # sarm_msgs/EpisodeEvent
 COMMAND_TYPES = {
     "joint_state": "sensor_msgs/msg/JointState",
     "joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
     "float64_multi_array": "std_msgs/msg/Float64MultiArray",
 }
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault the sim injects at tick `tick` of every episode (`--fault NAME@TICK[:ARG[:ARG2]]`)."""
+    name: str
+    tick: int
+    arg: float = 0.0
+    arg2: float = 0.0
+
+    HELP = {
+        "camera_stall": "camera_stall@TICK:MS  no camera message for MS of sim time from tick TICK",
+        "joints_delay": "joints_delay@TICK:MS[:TICKS]  for TICKS ticks (default 10) the joint state sent is the "
+                        "one from MS earlier, stamp included (a late driver)",
+        "corrupt_frame": "corrupt_frame@TICK:N  N camera messages with garbage image bytes (valid CDR: JPEG "
+                         "bytes that do not decode; raw: a data length that does not match)",
+        "clock_back": "clock_back@TICK:MS  one /clock MS before the tick's time, then the tick's own /clock",
+        "estop": "estop@TICK  sarm_msgs/PolicyControl ESTOP just before the tick's /clock",
+    }
+
+    @staticmethod
+    def parse(spec: str) -> "Fault":
+        name, _, rest = spec.partition("@")
+        if name not in Fault.HELP or not rest:
+            raise ValueError(f"--fault {spec!r}: expected one of: " + "; ".join(Fault.HELP.values()))
+        parts = rest.split(":")
+        try:
+            tick, args = int(parts[0]), [float(x) for x in parts[1:]]
+        except ValueError:
+            raise ValueError(f"--fault {spec!r}: {Fault.HELP[name]}") from None
+        if tick < 0 or len(args) > 2 or (name != "estop" and not args) or any(a <= 0 for a in args):
+            raise ValueError(f"--fault {spec!r}: {Fault.HELP[name]}")
+        if name == "joints_delay" and len(args) == 1:
+            args.append(10)
+        return Fault(name, tick, *args)
+
+    def active(self, k: int) -> bool:
+        """Whether tick `k` of an episode is inside this fault."""
+        if self.name == "camera_stall":
+            return self.tick <= k and (k - self.tick) * js.CONTROL_PERIOD_NS < self.arg * 1e6
+        if self.name == "joints_delay":
+            return self.tick <= k < self.tick + int(self.arg2)
+        if self.name == "corrupt_frame":
+            return self.tick <= k < self.tick + int(self.arg)
+        return k == self.tick
 
 
 class CommandError(ValueError):
@@ -100,6 +169,20 @@ class CommandError(ValueError):
 # Transport: ROS 2 over Zenoh with rmw_zenoh's key layout. Small on purpose: an rclpy or Cyclone
 # DDS class with the same three methods (publisher, subscriber, close) can replace it.
 # --------------------------------------------------------------------------------------------
+
+
+SARM_MSGS = HERE.parents[2] / "ros/sarm_msgs/msg"
+
+
+def register_sarm_msgs(ts) -> None:
+    """sarm's own message types (ros/sarm_msgs/msg/*.msg), parsed by rosbags: the controls the
+    sim sends (PolicyControl, EpisodeEvent) and the events and progress it records."""
+    from rosbags.typesys import get_types_from_msg
+
+    types = {}
+    for f in sorted(SARM_MSGS.glob("*.msg")):
+        types.update(get_types_from_msg(f.read_text(), f"sarm_msgs/msg/{f.stem}"))
+    ts.register(types)
 
 
 def _dds_name(type_name: str) -> str:
@@ -123,6 +206,7 @@ class ZenohRmwTransport:
 
         self._zenoh, self._Int64, self._z_serialize = zenoh, Int64, z_serialize
         self.ts = get_typestore(Stores.ROS2_JAZZY)
+        register_sarm_msgs(self.ts)
         self.distro, self.domain, self.node_name = distro, domain, node_name
         c = zenoh.Config()
         c.insert_json5("mode", '"peer"')
@@ -253,17 +337,26 @@ class EpisodeResult:
     stale_commands: int = 0  # commands stamped before the tick they arrived in (lockstep)
     bad_commands: int = 0
     interrupted: str | None = None  # "reset" (/sim/reset mid-episode) or "signal" (SIGINT): fewer ticks
+    t_first_ns: int = 0  # sim time of the first tick's observation
+    t_last_ns: int = 0  # sim time of the final (done) observation
     wall_s: float = 0.0
     overrun_ticks: int = 0  # realtime: ticks that started more than a period late (render, JPEG, CDR)
     latency_ms_p50: float | None = None  # realtime: obs published -> command of that tick arrived
     latency_ms_p99: float | None = None
+    faults: list = field(default_factory=list)  # [{"tick", "fault"}] as injected
+    policy_events: list = field(default_factory=list)  # the node's sarm_msgs/PolicyEvent during the episode
+    node_episodes: list = field(default_factory=list)  # the node's sarm_msgs/EpisodeEvent END/ABORT
     commands: list = field(default_factory=list)
     rewards: list = field(default_factory=list)
+    latencies_ms: list = field(default_factory=list)  # per tick with a command (see --mode)
+    missing_ticks: list = field(default_factory=list)  # the ticks without a command
+    progress: list = field(default_factory=list)  # (stamp_ns, head, stage, progress) from /sarm/progress
 
 
 class RosRobot:
     def __init__(self, transport, width: int, height: int, camera: str, command_form: str, command_topic: str,
-                 t0_ns: int):
+                 t0_ns: int, sarm_control: bool = False, faults: tuple = (), robot_id: str = "",
+                 stopped_wait_s: float = 0.2):
         T = transport.ts.types
         self.T, self.transport, self.camera_kind, self.form = T, transport, camera, command_form
         self.sim = js.JointSim(width=width, height=height)
@@ -281,6 +374,58 @@ class RosRobot:
         transport.subscriber(command_topic, COMMAND_TYPES[command_form], self._on_command)
         transport.subscriber(RESET_TOPIC, "std_msgs/msg/Int32", lambda m: self._offer(self.resets, int(m.data)))
         self.command_topic = command_topic
+        self.sarm_control, self.faults, self.robot_id = sarm_control, tuple(faults), robot_id
+        self.stopped_wait_s = stopped_wait_s
+        if sarm_control or any(f.name == "estop" for f in self.faults):
+            self.policy_control_pub = transport.publisher(POLICY_CONTROL_TOPIC, "sarm_msgs/msg/PolicyControl")
+            self.episode_control_pub = transport.publisher(EPISODE_CONTROL_TOPIC, "sarm_msgs/msg/EpisodeEvent")
+        # What the node says, recorded into the running episode (Zenoh's thread appends; list.append
+        # is atomic). `node_state`: the safety layer's state from its last event ("unknown" first).
+        self.current: EpisodeResult | None = None
+        self.node_state = "unknown"
+        transport.subscriber(POLICY_EVENT_TOPIC, "sarm_msgs/msg/PolicyEvent", self._on_policy_event)
+        transport.subscriber(PROGRESS_TOPIC, "sarm_msgs/msg/Progress", self._on_progress)
+        transport.subscriber(EPISODE_TOPIC, "sarm_msgs/msg/EpisodeEvent", self._on_node_episode)
+        self._history: list = []  # recent (stamp_ns, obs) for joints_delay
+
+    @staticmethod
+    def _ns(stamp) -> int:
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+    def _on_policy_event(self, m) -> None:
+        name = POLICY_EVENTS.get(int(m.event), f"event_{m.event}")
+        self.node_state = {"armed": "armed", "fault": "faulted"}.get(name, "disarmed") if name != "arm_refused" \
+            else self.node_state
+        r = self.current
+        if r is not None:
+            r.policy_events.append({"stamp_ns": self._ns(m.header.stamp), "event": name,
+                                    "cause": FAULT_CAUSES.get(int(m.cause), str(m.cause)), "detail": m.detail,
+                                    "hold_ticks": int(m.hold_ticks), "faults": int(m.faults)})
+
+    def _on_progress(self, m) -> None:
+        r = self.current
+        if r is not None:
+            r.progress.append((self._ns(m.header.stamp), m.head, int(m.stage), float(m.progress)))
+
+    def _on_node_episode(self, m) -> None:
+        r = self.current
+        if r is not None and int(m.event) != 0:
+            r.node_episodes.append({"stamp_ns": self._ns(m.header.stamp), "episode_index": int(m.episode_index),
+                                    "event": "end" if int(m.event) == EPISODE_END else "abort",
+                                    "frames": int(m.frames), "final_progress": float(m.final_progress),
+                                    "reason": m.reason})
+
+    def send_policy_control(self, command: int, reason: str) -> None:
+        T = self.T
+        self.policy_control_pub.publish(T["sarm_msgs/msg/PolicyControl"](
+            header=T["std_msgs/msg/Header"](stamp=self._stamp(self.t_ns), frame_id=""), robot_id=self.robot_id,
+            command=command, reason=reason))
+
+    def end_node_episode(self, reason: str) -> None:
+        T = self.T
+        self.episode_control_pub.publish(T["sarm_msgs/msg/EpisodeEvent"](
+            header=T["std_msgs/msg/Header"](stamp=self._stamp(self.t_ns), frame_id=""), robot_id=self.robot_id,
+            episode_index=-1, event=EPISODE_END, frames=0, final_progress=0.0, reason=reason))
 
     @staticmethod
     def _offer(q: queue.Queue, item) -> None:
@@ -304,10 +449,17 @@ class RosRobot:
     def _stamp(self, ns: int):
         return self.T["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
-    def publish_observation(self, obs: js.Observation, r: EpisodeResult, episode: int, done: bool) -> None:
+    def publish_observation(self, obs: js.Observation, r: EpisodeResult, episode: int, done: bool,
+                            k: int | None = None) -> None:
         from PIL import Image as PILImage
 
         T, stamp = self.T, self._stamp(self.t_ns)
+        active = {f.name: f for f in self.faults if k is not None and f.active(k)}
+        for f in active.values():
+            if f.tick == k:
+                r.faults.append({"tick": k, "stamp_ns": self.t_ns, "fault": f.name, "arg": f.arg, "arg2": f.arg2})
+        self._history.append((self.t_ns, obs))
+        del self._history[:-200]
         rgb = self.sim.render()
         if self.camera_kind != "raw":
             buf = io.BytesIO()
@@ -323,11 +475,19 @@ class RosRobot:
             img = T["sensor_msgs/msg/Image"](
                 header=T["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_top"), height=h, width=w,
                 encoding="rgb8", is_bigendian=0, step=3 * w, data=np.ascontiguousarray(rgb).reshape(-1))
-        self.cam_pub.publish(img)
+        if "corrupt_frame" in active:  # valid CDR, image bytes no decoder accepts
+            garbage = np.frombuffer(b"\xff\xd8\xff\xe0" + os.urandom(512), dtype=np.uint8)
+            img.data = garbage if self.camera_kind == "compressed" else garbage[:-1]
+        if "camera_stall" not in active:
+            self.cam_pub.publish(img)
+        j_ns, j_obs = self.t_ns, obs
+        if "joints_delay" in active:  # the state (and stamp) from `arg` ms ago
+            want = self.t_ns - int(active["joints_delay"].arg * 1e6)
+            j_ns, j_obs = min(self._history, key=lambda h: abs(h[0] - want))
         self.joint_pub.publish(T["sensor_msgs/msg/JointState"](
-            header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=js.JOINT_NAMES,
-            position=np.ascontiguousarray(obs.joints, np.float64),
-            velocity=np.ascontiguousarray(obs.velocities, np.float64), effort=np.zeros(0)))
+            header=T["std_msgs/msg/Header"](stamp=self._stamp(j_ns), frame_id=""), name=js.JOINT_NAMES,
+            position=np.ascontiguousarray(j_obs.joints, np.float64),
+            velocity=np.ascontiguousarray(j_obs.velocities, np.float64), effort=np.zeros(0)))
         self.truth_pub.publish(T["std_msgs/msg/String"](data=json.dumps({
             "seed": r.seed, "episode": episode, "tick": obs.step, "stamp_ns": self.t_ns, "reward": obs.reward,
             "success": obs.success, "succeeded": r.success, "cube_xyz": [round(float(v), 5) for v in obs.cube_xyz],
@@ -347,6 +507,7 @@ class RosRobot:
                     command_timeout_s: float) -> EpisodeResult:
         obs = self.sim.reset(seed=seed)
         r = EpisodeResult(seed=seed, cube_xy=[round(v, 5) for v in self.sim.cube_xy])
+        self.current = r
         hold = obs.joints.copy()  # START_ARM_POSE in command units: what the servos hold at reset
         self._drain()
         bad0 = self.bad_commands
@@ -359,8 +520,11 @@ class RosRobot:
         # (nothing is commanded: it is not armed yet).
         self.publish_clock()
         if obs_to_clock_s > 0:
-            time.sleep(obs_to_clock_s)
+            # Long enough for the node's pre-roll tick to be over before this episode's first
+            # observation exists (a late pre-roll tick would see it "from the future").
+            time.sleep(max(obs_to_clock_s, 0.1))
         self.t_ns += js.CONTROL_PERIOD_NS
+        r.t_first_ns = self.t_ns
         t_start = time.monotonic()
         period_s = js.CONTROL_PERIOD_NS / 1e9
         for k in range(steps):
@@ -374,15 +538,36 @@ class RosRobot:
                     time.sleep(delay)
                 elif -delay > period_s:
                     r.overrun_ticks += 1  # the sim itself fell a period behind wall time
-            self.publish_observation(obs, r, episode, done=False)
+            self.publish_observation(obs, r, episode, done=False, k=k)
+            if k == 0 and self.sarm_control:
+                # The operator's arm, applied at this tick: a fresh action queue on this episode's
+                # first observation (after a latched fault, a reset first).
+                if self.node_state == "faulted":
+                    self.send_policy_control(3, "sim: new episode after a fault")
+                self.send_policy_control(ARM, f"sim: episode {episode} (seed {seed})")
+                self.node_state = "arming"
+                # The node's control thread hands the arm to the tick loop: give it time to be
+                # in before this tick's /clock (20 ms was not always enough for the first one).
+                time.sleep(0.1)
+            if any(f.name == "estop" and f.tick == k for f in self.faults):
+                self.send_policy_control(ESTOP, f"sim: injected e-stop at tick {k}")
+            clock_back = next((f for f in self.faults if f.name == "clock_back" and f.tick == k), None)
+            if clock_back is not None:
+                if obs_to_clock_s > 0:
+                    time.sleep(obs_to_clock_s)
+                self.clock_pub.publish(self.T["rosgraph_msgs/msg/Clock"](
+                    clock=self._stamp(self.t_ns - int(clock_back.arg * 1e6))))
             if mode == "lockstep" and obs_to_clock_s > 0:
                 time.sleep(obs_to_clock_s)
             published_at[self.t_ns] = time.monotonic_ns()
             self.publish_clock()
             cmd = self._command_lockstep(command_timeout_s, r) if mode == "lockstep" else self._command_realtime(
                 published_at, latencies)
+            if cmd is not None and mode == "lockstep":
+                latencies.append((cmd.arrived_ns - published_at[self.t_ns]) / 1e6)
             if cmd is None:
                 r.ticks_without_command += 1
+                r.missing_ticks.append(k)
             else:
                 hold = cmd.positions
             obs = self.sim.step(hold)
@@ -397,12 +582,21 @@ class RosRobot:
         r.final_success = bool(r.rewards and r.rewards[-1] == 4)
         r.bad_commands = self.bad_commands - bad0
         # The state after the last command, so the node (and the reward stage) see the outcome.
+        r.t_last_ns = self.t_ns
         self.publish_observation(obs, r, episode, done=True)
+        if self.sarm_control:  # the operator ends the node's episode and disarms
+            self.end_node_episode(f"sim: episode {episode} done")
+            self.send_policy_control(DISARM, f"sim: episode {episode} done")
         if mode == "lockstep" and obs_to_clock_s > 0:
             time.sleep(obs_to_clock_s)
         self.publish_clock()
+        if self.sarm_control:  # the node's END and DISARMED, recorded with this episode
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and not (r.node_episodes and self.node_state != "armed"):
+                time.sleep(0.01)
         self.t_ns += js.CONTROL_PERIOD_NS  # the next episode's pre-roll is later still
         r.wall_s = round(time.monotonic() - t_start, 2)
+        r.latencies_ms = [round(x, 3) for x in latencies]
         if latencies:
             r.latency_ms_p50 = round(float(np.percentile(latencies, 50)), 3)
             r.latency_ms_p99 = round(float(np.percentile(latencies, 99)), 3)
@@ -410,15 +604,17 @@ class RosRobot:
 
     def _command_lockstep(self, timeout_s: float, r: EpisodeResult) -> Command | None:
         """The command for the tick at self.t_ns: stamped with it, or (no stamp) the first one."""
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
         while True:
-            left = deadline - time.monotonic()
+            # A node that says it is disarmed or faulted sends nothing: wait only `stopped_wait_s`.
+            limit = self.stopped_wait_s if self.node_state in ("disarmed", "faulted") else timeout_s
+            left = start + limit - time.monotonic()
             if left <= 0:
                 return None
             try:
-                c = self.commands.get(timeout=left)
+                c = self.commands.get(timeout=min(left, 0.05))
             except queue.Empty:
-                return None
+                continue
             if c.stamp_ns is None or c.stamp_ns == self.t_ns:
                 return c
             if c.stamp_ns < self.t_ns:
@@ -441,10 +637,14 @@ class RosRobot:
         return newest
 
 
-def wait_for_node(transport: ZenohRmwTransport, command_topic: str, camera_topic: str, timeout_s: float) -> None:
-    """Until a node subscribes to /clock and the camera and publishes commands (liveliness)."""
+def wait_for_node(transport: ZenohRmwTransport, command_topic: str, camera_topic: str, timeout_s: float,
+                  sarm_control: bool = False) -> None:
+    """Until a node subscribes to /clock and the camera and publishes commands (liveliness); with
+    `sarm_control`, also until it subscribes to the policy and episode controls."""
     deadline = time.monotonic() + timeout_s
     want = [("MS", CLOCK_TOPIC), ("MS", camera_topic), ("MS", JOINT_TOPIC), ("MP", command_topic)]
+    if sarm_control:
+        want += [("MS", POLICY_CONTROL_TOPIC), ("MS", EPISODE_CONTROL_TOPIC)]
     while time.monotonic() < deadline:
         missing = [w for w in want if not transport.peers_alive(*w)]
         if not missing:
@@ -488,13 +688,26 @@ def main(argv=None) -> int:
                     help="sim time of the first /clock (the pre-roll), seconds; the first tick is 20 ms later")
     ap.add_argument("--node-timeout-s", type=float, default=120.0, help="wait this long for the node to appear")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (commands and rewards beside it as .npz)")
+    ap.add_argument("--sarm-control", action="store_true",
+                    help=f"operate sarm as a test bench does: {POLICY_CONTROL_TOPIC} ARM at each episode's first tick "
+                         f"(RESET first after a fault), {EPISODE_CONTROL_TOPIC} END and DISARM after its last")
+    ap.add_argument("--robot-id", default="", help="robot_id of the controls sent (empty: every node)")
+    ap.add_argument("--stopped-wait-s", type=float, default=0.2,
+                    help="lockstep: how long a tick waits for a command while the node says it is disarmed/faulted")
+    ap.add_argument("--fault", action="append", default=[], metavar="NAME@TICK[:ARG[:ARG2]]",
+                    help="inject a fault at tick TICK of every episode (repeatable): " + "; ".join(Fault.HELP.values()))
     args = ap.parse_args(argv)
     if not args.listen and not args.connect:
         ap.error("give --listen and/or --connect (loopback endpoints, e.g. tcp/127.0.0.1:7448)")
+    try:
+        faults = [Fault.parse(f) for f in args.fault]
+    except ValueError as e:
+        ap.error(str(e))
 
     transport = ZenohRmwTransport(args.listen, args.connect, args.distro, args.domain)
     robot = RosRobot(transport, args.width, args.height, args.camera, args.command_form, args.command_topic,
-                     int(round(args.t0 * 1e9)))
+                     int(round(args.t0 * 1e9)), sarm_control=args.sarm_control, faults=faults,
+                     robot_id=args.robot_id, stopped_wait_s=args.stopped_wait_s)
     camera_topic = CAMERA_COMPRESSED if args.camera == "compressed" else CAMERA_RAW
 
     def on_sigint(_sig, _frame):
@@ -507,8 +720,13 @@ def main(argv=None) -> int:
     try:
         print(f"ros_robot: waiting for a node ({args.mode}, commands {args.command_form} on {args.command_topic})",
               flush=True)
-        wait_for_node(transport, args.command_topic, camera_topic, args.node_timeout_s)
+        wait_for_node(transport, args.command_topic, camera_topic, args.node_timeout_s, args.sarm_control)
         print("ros_robot: node found", flush=True)
+        if args.sarm_control:
+            # The first message on a new Zenoh route can take longer than a tick's pause to
+            # arrive: open the control route with a DISARM (the node starts disarmed: no change).
+            robot.send_policy_control(DISARM, "sim: connected")
+            time.sleep(0.5)
         seeds = parse_seeds(args.seeds)
         episode = 0
         while True:
@@ -535,7 +753,7 @@ def main(argv=None) -> int:
             arrays[f"rewards_{suffix}"] = np.asarray(r.rewards, np.int8)
             d = {k: v for k, v in r.__dict__.items() if k not in ("commands", "rewards")}
             results.append(d)
-            print(json.dumps(d), flush=True)
+            print(json.dumps({k: v for k, v in d.items() if k not in ("latencies_ms", "progress")}), flush=True)
     except KeyboardInterrupt:  # a second Ctrl-C: out at once; what finished is still written
         print("ros_robot: interrupted", flush=True)
     finally:

@@ -415,11 +415,11 @@ class RosRobot:
                                     "frames": int(m.frames), "final_progress": float(m.final_progress),
                                     "reason": m.reason})
 
-    def send_policy_control(self, command: int, reason: str) -> None:
+    def send_policy_control(self, command: int, reason: str, robot_id: str | None = None) -> None:
         T = self.T
         self.policy_control_pub.publish(T["sarm_msgs/msg/PolicyControl"](
-            header=T["std_msgs/msg/Header"](stamp=self._stamp(self.t_ns), frame_id=""), robot_id=self.robot_id,
-            command=command, reason=reason))
+            header=T["std_msgs/msg/Header"](stamp=self._stamp(self.t_ns), frame_id=""),
+            robot_id=self.robot_id if robot_id is None else robot_id, command=command, reason=reason))
 
     def end_node_episode(self, reason: str) -> None:
         T = self.T
@@ -724,8 +724,10 @@ def main(argv=None) -> int:
         print("ros_robot: node found", flush=True)
         if args.sarm_control:
             # The first message on a new Zenoh route can take longer than a tick's pause to
-            # arrive: open the control route with a DISARM (the node starts disarmed: no change).
-            robot.send_policy_control(DISARM, "sim: connected")
+            # arrive: open the control route with a control addressed to another robot (the node
+            # ignores and counts it). Not a DISARM: one that arrived in the same tick as the first
+            # ARM would win over it (disarm beats arm), and the node would never arm.
+            robot.send_policy_control(DISARM, "sim: opening the control route", robot_id="sim-route-warmup")
             time.sleep(0.5)
         seeds = parse_seeds(args.seeds)
         episode = 0

@@ -394,8 +394,8 @@ class RosRobot:
 
     def _on_policy_event(self, m) -> None:
         name = POLICY_EVENTS.get(int(m.event), f"event_{m.event}")
-        self.node_state = {"armed": "armed", "fault": "faulted"}.get(name, "disarmed") if name != "arm_refused" \
-            else self.node_state
+        if name != "arm_refused":  # a refused arm leaves the state as it was
+            self.node_state = {"armed": "armed", "fault": "faulted"}.get(name, "disarmed")
         r = self.current
         if r is not None:
             r.policy_events.append({"stamp_ns": self._ns(m.header.stamp), "event": name,

@@ -3,11 +3,13 @@
 //! by this build's `sarm run` on loopback, in lockstep on the sim's clock
 //! (tests/hil, pytest): the sim's own protocol, two closed-loop episodes
 //! whose first action chunks must match LeRobot's own ACT on the same seeds,
-//! the runner's report, and the fault scenarios with their safety responses.
+//! one of them again over DDS (the sim an rclpy node on Fast DDS), the
+//! runner's report, and the fault scenarios with their safety responses.
 //!
 //! Needs models/tools/.venv with the sim's packages (tests/setup.sh);
 //! `SARM_SKIP_EXPORTER_ENV=1`, which skips that environment, skips this test
-//! and says so. About 3 minutes on 2 cores.
+//! and says so; `SARM_SKIP_RCLPY_ENV=1` (no rclpy venv) leaves out the DDS
+//! episode. About 3 minutes on 2 cores.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,16 +27,14 @@ fn hil_closed_loop_and_fault_scenarios() {
         "{} is missing: run tests/setup.sh (or SARM_SKIP_EXPORTER_ENV=1 to skip this test)",
         python.display()
     );
+    let mut args = vec!["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"];
+    if std::env::var("SARM_SKIP_RCLPY_ENV").as_deref() == Ok("1") {
+        eprintln!("hil_loop: the DDS episode left out (SARM_SKIP_RCLPY_ENV=1: no rclpy venv)");
+        args.extend(["-k", "not dds"]);
+    }
+    args.push("tests/hil");
     let out = Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "tests/hil",
-        ])
+        .args(&args)
         .current_dir(&root)
         .env("SARM_BIN", env!("CARGO_BIN_EXE_sarm"))
         .env("MUJOCO_GL", "egl")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The HIL runner: the MuJoCo ALOHA sim (models/tools/sim/ros_robot.py) driven by `sarm run` over
-Zenoh on loopback, for N seeds and each backend x precision, compared with LeRobot's own ACT on the
+Zenoh (or DDS: `--transport dds`, the sim an rclpy node on Fast DDS) on loopback, for N seeds and each backend x precision, compared with LeRobot's own ACT on the
 same seeds; writes a report folder people can look at.
 
     cargo build --release -p sarm-ros --bin sarm
@@ -146,9 +146,14 @@ def success_rule(t: np.ndarray, prog: np.ndarray) -> bool:
 def run_config(args, name: str, backend: str, precision: str, out: Path) -> dict:
     """One sim + one node for every seed; returns the sim's results and the node's counters."""
     cfg = tomllib.loads(args.config.read_text())
-    port = free_port()
-    endpoint = f"tcp/127.0.0.1:{port}"
-    cfg["transport"]["zenoh_connect"] = [endpoint]
+    if args.transport == "dds":
+        # The node on DDS (ros2-client) in the sim's domain, loopback only; the sim an rclpy node.
+        cfg["transport"] = {"kind": "dds", "domain_id": args.domain, "interfaces": ["127.0.0.1"]}
+        sim_transport = ["--transport", "dds", "--domain", str(args.domain)]
+    else:
+        endpoint = f"tcp/127.0.0.1:{free_port()}"
+        cfg["transport"]["zenoh_connect"] = [endpoint]
+        sim_transport = ["--listen", endpoint]
     cfg["policy"]["precision"] = precision
     cfg.setdefault("backend", {})["kind"] = backend
     cfg["output_dir"] = str(out / "sarm")
@@ -167,7 +172,7 @@ def run_config(args, name: str, backend: str, precision: str, out: Path) -> dict
     out.mkdir(parents=True, exist_ok=True)
     config = out / "hil.toml"
     config.write_text(f"# {name}: {args.config} with the runner's changes (tests/hil/run.py)\n" + dump_toml(cfg) + "\n")
-    sim_cmd = [sys.executable, str(SIM / "ros_robot.py"), "--listen", endpoint, "--seeds", args.seeds,
+    sim_cmd = [sys.executable, str(SIM / "ros_robot.py"), *sim_transport, "--seeds", args.seeds,
                "--steps", str(args.steps), "--mode", args.mode, "--sarm-control",
                "--command-form", cfg["policy"].get("command", "float64_multi_array"),
                "--camera", args.camera, "--out", str(out / "sim.json")]
@@ -352,7 +357,8 @@ def fmt(x, nd=3) -> str:
 
 def markdown(args, runs, sums, ref, tol) -> str:
     L = ["# HIL report", "",
-         f"Sim: models/tools/sim/ros_robot.py, {args.mode}, seeds `{args.seeds}`, {args.steps} ticks at 50 Hz, "
+         f"Sim: models/tools/sim/ros_robot.py over {'DDS (rclpy, Fast DDS)' if args.transport == 'dds' else 'Zenoh'}, "
+         f"{args.mode}, seeds `{args.seeds}`, {args.steps} ticks at 50 Hz, "
          f"camera `{args.camera}`{', faults: ' + ', '.join(args.fault) if args.fault else ''}.",
          f"Command: `{' '.join(sys.argv)}`", "",
          "## Success", "",
@@ -421,6 +427,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0:20", help="A:B (range) or a,b,c")
     ap.add_argument("--steps", type=int, default=400, help="ticks per episode (eval_act.py: 400)")
     ap.add_argument("--mode", choices=["lockstep", "realtime"], default="lockstep")
+    ap.add_argument("--transport", choices=["zenoh", "dds"], default="zenoh",
+                    help="zenoh: rmw_zenoh keys, the sim a Zenoh peer (launch/hil.toml); dds: the node on DDS "
+                         "(ros2-client), the sim an rclpy node on Fast DDS, loopback only")
+    ap.add_argument("--domain", type=int, default=100 + os.getpid() % 100, help="dds: ROS_DOMAIN_ID")
     ap.add_argument("--backends", default="tract", help="comma-separated: tract, ort")
     ap.add_argument("--precisions", default="fp32,int8", help="comma-separated: fp32, int8 (the policy's)")
     ap.add_argument("--camera", choices=["compressed", "raw", "raw-jpeg"], default="compressed",
@@ -471,7 +481,7 @@ def main(argv=None) -> int:
     made = figures(args.out, runs)
     (args.out / "report.md").write_text(markdown(args, runs, sums, ref, tol))
     (args.out / "report.json").write_text(json.dumps({
-        "seeds": args.seeds, "steps": args.steps, "mode": args.mode, "camera": args.camera, "faults": args.fault,
+        "seeds": args.seeds, "steps": args.steps, "mode": args.mode, "transport": args.transport, "camera": args.camera, "faults": args.fault,
         "lerobot": None if ref is None else {k: ref[k] for k in ("episodes", "successes", "success_rate",
                                                                  "success_rate_wilson95", "final_successes")},
         "tolerance_fp32_action_abs": tol, "figures": made,

@@ -1,6 +1,7 @@
 """The short lockstep closed loop CI runs: tests/hil/run.py drives the MuJoCo ALOHA sim
 (ros_robot.py) with `sarm run` over Zenoh on loopback for two episodes (seeds 0 and 1, 60 ticks
-each, PIL's decode of the JPEG round trip sent raw: the pixels LeRobot saw in eval_act.py).
+each, PIL's decode of the JPEG round trip sent raw: the pixels LeRobot saw in eval_act.py), and
+seed 0 again over DDS (the sim an rclpy node on Fast DDS).
 
 Checked: in each episode the first action chunk agrees with LeRobot's own actions on that seed
 (models/aloha-act/eval, through an independent re-statement of the safety limits) within the
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +38,23 @@ pytestmark = [
 ]
 
 
-def test_two_lockstep_episodes_match_lerobot_and_write_a_report(tmp_path):
-    out = tmp_path / "report"
+def run_hil(out: Path, seeds, *extra: str) -> None:
     r = subprocess.run([sys.executable, str(ROOT / "tests/hil/run.py"), "--sarm", str(SARM),
-                        "--seeds", ",".join(map(str, SEEDS)), "--steps", str(STEPS), "--precisions", "fp32",
-                        "--camera", "raw-jpeg", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                        "--seeds", ",".join(map(str, seeds)), "--steps", str(STEPS), "--precisions", "fp32",
+                        "--camera", "raw-jpeg", "--out", str(out), *extra], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def zenoh_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("hil") / "report"
+    run_hil(out, SEEDS)
+    return out
+
+
+def test_two_lockstep_episodes_match_lerobot_and_write_a_report(zenoh_report):
+    out = zenoh_report
     report = json.loads((out / "report.json").read_text())
     (cfg,) = report["configs"]
     tol = report["tolerance_fp32_action_abs"]
@@ -67,3 +79,23 @@ def test_two_lockstep_episodes_match_lerobot_and_write_a_report(tmp_path):
     for png in ("progress.png", "latency.png", "safety.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+
+
+@pytest.mark.skipif(not (ROOT / "ros/tests/interop/.venv/lib/python3.11/site-packages/rclpy").is_dir(),
+                    reason="no rclpy venv (ros/tests/interop/setup_rclpy.sh, tests/setup.sh)")
+def test_dds_loop_commands_what_the_zenoh_loop_does(zenoh_report, tmp_path):
+    """The same episode over DDS (the sim an rclpy node on Fast DDS, the node on ros2-client): the
+    lockstep loop does not depend on the transport, so seed 0's commands match the Zenoh run's."""
+    out = tmp_path / "report"
+    run_hil(out, SEEDS[:1], "--transport", "dds")
+    (cfg,) = json.loads((out / "report.json").read_text())["configs"]
+    assert cfg["ticks"] == STEPS and cfg["ticks_without_command"] == 0
+    (p,) = cfg["parity"]
+    assert p["first_chunk_max_abs"] <= json.loads((out / "report.json").read_text())["tolerance_fp32_action_abs"], p
+    dds = np.load(out / "tract-fp32/sim.npz")[f"commands_{SEEDS[0]}"]
+    zenoh = np.load(zenoh_report / "tract-fp32/sim.npz")[f"commands_{SEEDS[0]}"]
+    assert dds.shape == zenoh.shape == (STEPS, 14)
+    np.testing.assert_allclose(dds, zenoh, rtol=0, atol=1e-6)
+    (ep,) = json.loads((out / "tract-fp32/sim.json").read_text())["results"]
+    assert [e["event"] for e in ep["policy_events"]] == ["armed", "disarmed"], ep["policy_events"]
+    assert len(ep["progress"]) > 0 and len(ep["node_episodes"]) == 1

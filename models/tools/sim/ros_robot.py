@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The MuJoCo ALOHA transfer-cube sim as a ROS 2 robot, over Zenoh with rmw_zenoh keys.
+"""The MuJoCo ALOHA transfer-cube sim as a ROS 2 robot, over Zenoh with rmw_zenoh keys or over DDS
+through a real rclpy node (ROS 2 Kilted on rmw_fastrtps_cpp, Fast DDS).
 
     MUJOCO_GL=egl models/tools/.venv/bin/python models/tools/sim/ros_robot.py \
         --listen tcp/127.0.0.1:7448 --seeds 0 --mode lockstep --out hil_out/seed_0.json
@@ -8,12 +9,23 @@ then, in another shell, the node (launch/hil.toml connects to that endpoint):
 
     sarm run --config launch/hil.toml
 
+Over DDS (`--transport dds`): rclpy comes from the ROS 2 venv tests/setup.sh builds
+(ros/tests/interop/.venv, `--ros-venv`; the sim re-executes itself with that venv's libraries on
+LD_LIBRARY_PATH), the node runs launch/hil.toml with `[transport] kind = "dds"`, the same
+`domain_id` and `interfaces = ["127.0.0.1"]`; Fast DDS is kept on loopback (a profile whose only
+transport is UDPv4 on 127.0.0.1, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST):
+
+    MUJOCO_GL=egl models/tools/.venv/bin/python models/tools/sim/ros_robot.py \
+        --transport dds --domain 42 --seeds 0 --out hil_out/seed_0.json
+
 It wraps `joint_sim.JointSim` (the environment `eval_act.py` drives with LeRobot's own ACT: the
 same seeds, 640x480 top camera, JPEG q80 through PIL, 400 ticks at 50 Hz, success = the contact
 reward reaches 4 at some tick) and speaks ROS 2 the way an rmw_zenoh_cpp node does: CDR
 payloads (rosbags) on `<domain>/<topic>/<pkg>::msg::dds_::<Type>_/<RIHS01 hash>` keys, the
 33-byte attachment (sequence number, source timestamp, gid) and liveliness tokens for the node
 and each publisher/subscriber, so `ros2 topic list` through rmw_zenohd sees it too.
+Over DDS the same CDR bytes (rosbags) go through rclpy's publishers and raw subscriptions, every
+topic reliable (a reliable writer also serves best-effort readers such as the node's camera).
 
 Published, all stamped with sim time (the first episode's tick k is at `--t0` + (k + 1) * 20 ms; each
 episode starts with a pre-roll /clock one period before its first observation, and sim time runs on
@@ -69,12 +81,15 @@ same layout as eval_act.py's npz (`seed_<seed>` there), to compare actions tick 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
 import queue
 import signal
+import site
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -166,8 +181,8 @@ class CommandError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Transport: ROS 2 over Zenoh with rmw_zenoh's key layout. Small on purpose: an rclpy or Cyclone
-# DDS class with the same three methods (publisher, subscriber, close) can replace it.
+# Transports: ROS 2 over Zenoh with rmw_zenoh's key layout, and over DDS through rclpy. Both have
+# the same methods (publisher, subscriber, peers_alive, close) and carry rosbags' CDR bytes.
 # --------------------------------------------------------------------------------------------
 
 
@@ -283,6 +298,129 @@ class ZenohRmwPublisher:
         self.seq += 1
         att = self.t._z_serialize((self.t._Int64(self.seq), self.t._Int64(time.time_ns()), self.gid))
         self.pub.put(bytes(self.t.ts.serialize_cdr(msg, self.type_name)), attachment=att)
+
+
+class RclpyTransport:
+    """ROS 2 topics over DDS through a real rclpy node (ROS 2 Kilted, rmw_fastrtps_cpp), with
+    ZenohRmwTransport's methods. The payloads are rosbags' CDR on both transports: rclpy publishes
+    the serialized bytes and hands the subscriptions raw bytes (raw=True); rclpy's own type support
+    (ros/tests/interop/.venv, sarm_msgs built there by setup_rclpy.sh) names the types on the wire.
+    The process must have been started by `dds_environment` (the libraries, the loopback profile)."""
+
+    QOS_DEPTH = 10
+
+    def __init__(self, domain: int, node_name: str = "aloha_sim"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rosbags.typesys import Stores, get_typestore
+
+        self.ts = get_typestore(Stores.ROS2_JAZZY)
+        register_sarm_msgs(self.ts)
+        self.node_name, self._rclpy = node_name, rclpy
+        # Every topic reliable: a reliable writer matches best-effort readers too (the node's
+        # camera and /clock subscriptions), and nothing the lockstep waits for is lost to UDP.
+        self.qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.QOS_DEPTH,
+                              reliability=ReliabilityPolicy.RELIABLE)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(node_name, context=self.context)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._executor.spin, daemon=True)
+        self._spin.start()
+        self.undecodable: dict[str, int] = {}
+
+    @staticmethod
+    def _msg_class(type_name: str):
+        pkg, _, name = type_name.split("/")
+        return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+    def publisher(self, topic: str, type_name: str, reliable: bool = True) -> "RclpyPublisher":
+        del reliable  # see __init__: reliable on DDS
+        return RclpyPublisher(self, self.node.create_publisher(self._msg_class(type_name), topic, self.qos), type_name)
+
+    def subscriber(self, topic: str, type_name: str, callback) -> None:
+        """As ZenohRmwTransport.subscriber, on rclpy's executor thread."""
+
+        def on_raw(raw: bytes) -> None:
+            try:
+                msg = self.ts.deserialize_cdr(bytes(raw), type_name)
+            except Exception as e:  # a malformed message: counted, never fatal
+                self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
+                if self.undecodable[topic] == 1:
+                    print(f"ros_robot: undecodable {type_name} on {topic}: {e}", file=sys.stderr, flush=True)
+                return
+            callback(msg)
+
+        self.node.create_subscription(self._msg_class(type_name), topic, on_raw, self.qos, raw=True)
+
+    def peers_alive(self, kind: str, topic: str) -> bool:
+        """Whether another node has a subscription (MS) / publisher (MP) on `topic` in the graph,
+        and, for a subscription, whether our publisher on it (if any) has matched it."""
+        infos = (self.node.get_subscriptions_info_by_topic if kind == "MS"
+                 else self.node.get_publishers_info_by_topic)(topic)
+        if not any(i.node_name != self.node_name for i in infos):
+            return False
+        ours = [p for p in self.node.publishers if p.topic_name == topic]
+        return kind != "MS" or all(p.get_subscription_count() > 0 for p in ours)
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self._spin.join(timeout=5)  # a thread still spinning at exit aborts the process
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)
+
+
+class RclpyPublisher:
+    def __init__(self, transport: RclpyTransport, pub, type_name: str):
+        self.t, self.pub, self.type_name = transport, pub, type_name
+
+    def publish(self, msg) -> None:
+        self.pub.publish(bytes(self.t.ts.serialize_cdr(msg, self.type_name)))
+
+
+FASTDDS_LOOPBACK_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>udp_loopback</transport_id>
+        <type>UDPv4</type>
+        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="sarm_sim" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>udp_loopback</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+def dds_environment(ros_venv: Path) -> None:
+    """Make rclpy importable from this (the sim's) venv: re-execute once with the ROS 2 venv's
+    libraries on LD_LIBRARY_PATH (what its ros_wheels_bootstrapper does for its own interpreter),
+    Fast DDS on loopback only; then add its site-packages after ours (same Python and numpy)."""
+    site_packages = ros_venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    if not (site_packages / "rclpy").is_dir():
+        sys.exit(f"ros_robot: no rclpy in {ros_venv} (tests/setup.sh builds it: ros/tests/interop/setup_rclpy.sh)")
+    if os.environ.get("_ROS_WHEELS_BOOTSTRAP_COMPLETE") != "1":
+        env = dict(os.environ)
+        libs = [str(ros_venv / "lib")] + sorted(str(d) for d in site_packages.glob("ros_*.libs"))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+                                                         if p])
+        env["_ROS_WHEELS_BOOTSTRAP_COMPLETE"] = "1"  # its .pth must not re-execute us into its venv
+        profile = Path(tempfile.mkdtemp(prefix="sarm-sim-fastdds-")) / "profile.xml"
+        profile.write_text(FASTDDS_LOOPBACK_PROFILE)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
+        os.execve(sys.executable, sys.orig_argv, env)
+    site.addsitedir(str(site_packages))
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,7 +775,7 @@ class RosRobot:
         return newest
 
 
-def wait_for_node(transport: ZenohRmwTransport, command_topic: str, camera_topic: str, timeout_s: float,
+def wait_for_node(transport, command_topic: str, camera_topic: str, timeout_s: float,
                   sarm_control: bool = False) -> None:
     """Until a node subscribes to /clock and the camera and publishes commands (liveliness); with
     `sarm_control`, also until it subscribes to the policy and episode controls."""
@@ -652,7 +790,7 @@ def wait_for_node(transport: ZenohRmwTransport, command_topic: str, camera_topic
             return
         time.sleep(0.2)
     raise TimeoutError(f"no node within {timeout_s} s: nothing alive for {missing} "
-                       "(is `sarm run --config launch/hil.toml` connecting to --listen?)")
+                       "(is `sarm run --config launch/hil.toml` connecting to --listen, or on DDS in the same domain?)")
 
 
 def parse_seeds(s: str) -> list[int]:
@@ -666,10 +804,14 @@ def parse_seeds(s: str) -> list[int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--transport", choices=["zenoh", "dds"], default="zenoh",
+                    help="zenoh: rmw_zenoh keys (--listen/--connect); dds: an rclpy node on Fast DDS, loopback only")
+    ap.add_argument("--ros-venv", type=Path, default=HERE.parents[2] / "ros/tests/interop/.venv",
+                    help="dds: the venv with rclpy and sarm_msgs (tests/setup.sh)")
     ap.add_argument("--listen", action="append", default=[], help="Zenoh endpoint to listen on (repeatable)")
     ap.add_argument("--connect", action="append", default=[], help="Zenoh endpoint to connect to (repeatable)")
     ap.add_argument("--distro", default="jazzy", choices=["humble", "jazzy"], help="rmw_zenoh key format")
-    ap.add_argument("--domain", type=int, default=0)
+    ap.add_argument("--domain", type=int, default=0, help="ROS_DOMAIN_ID (both transports)")
     ap.add_argument("--seeds", default="0", help="A:B (range) or a,b,c; empty with --serve")
     ap.add_argument("--serve", action="store_true", help="after --seeds, run episodes on /sim/reset until killed")
     ap.add_argument("--steps", type=int, default=EPISODE_STEPS)
@@ -697,14 +839,18 @@ def main(argv=None) -> int:
     ap.add_argument("--fault", action="append", default=[], metavar="NAME@TICK[:ARG[:ARG2]]",
                     help="inject a fault at tick TICK of every episode (repeatable): " + "; ".join(Fault.HELP.values()))
     args = ap.parse_args(argv)
-    if not args.listen and not args.connect:
+    if args.transport == "zenoh" and not args.listen and not args.connect:
         ap.error("give --listen and/or --connect (loopback endpoints, e.g. tcp/127.0.0.1:7448)")
     try:
         faults = [Fault.parse(f) for f in args.fault]
     except ValueError as e:
         ap.error(str(e))
 
-    transport = ZenohRmwTransport(args.listen, args.connect, args.distro, args.domain)
+    if args.transport == "dds":
+        dds_environment(args.ros_venv.resolve())
+        transport = RclpyTransport(args.domain)
+    else:
+        transport = ZenohRmwTransport(args.listen, args.connect, args.distro, args.domain)
     robot = RosRobot(transport, args.width, args.height, args.camera, args.command_form, args.command_topic,
                      int(round(args.t0 * 1e9)), sarm_control=args.sarm_control, faults=faults,
                      robot_id=args.robot_id, stopped_wait_s=args.stopped_wait_s)
@@ -723,7 +869,7 @@ def main(argv=None) -> int:
         wait_for_node(transport, args.command_topic, camera_topic, args.node_timeout_s, args.sarm_control)
         print("ros_robot: node found", flush=True)
         if args.sarm_control:
-            # The first message on a new Zenoh route can take longer than a tick's pause to
+            # The first message on a new route (Zenoh; DDS until discovery settles) can take longer than a tick's pause to
             # arrive: open the control route with a control addressed to another robot (the node
             # ignores and counts it). Not a DISARM: one that arrived in the same tick as the first
             # ARM would win over it (disarm beats arm), and the node would never arm.

@@ -240,12 +240,16 @@ def summarize(run: dict, ref: dict | None, ref_actions, lim: dict, compare: int,
     s = {"episodes": n, "successes": k, "success_rate": k / n if n else None, "wilson95": wilson(k, n),
          "final_successes": sum(e["final_success"] for e in eps), "wall_s": run["wall_s"]}
     # SARM vs ground truth
-    finals, truth, predicted, lat_by_stage = [], [], [], {}
+    finals, truth, truth_last, predicted, reach, lat_by_stage = [], [], [], [], [], {}
     for e in eps:
         t, prog, stage = progress_trace(e)
         finals.append(float(prog[-1]) if len(prog) else float("nan"))
         truth.append(bool(e["success"]))
+        truth_last.append(bool(e["final_success"]))
         predicted.append(success_rule(t, prog))
+        above = np.flatnonzero(prog >= SUCCESS_PROGRESS)
+        if len(above):
+            reach.append(float(t[above[0]]))
         # latency per SARM stage: the stage of the newest scored frame at or before the tick
         for tick, ms in enumerate(e["latencies_ms"]):
             tt = tick * 0.02
@@ -255,6 +259,9 @@ def summarize(run: dict, ref: dict | None, ref_actions, lim: dict, compare: int,
     ok = [i for i, f in enumerate(finals) if not math.isnan(f)]
     s["progress_scored_episodes"] = len(ok)
     s["final_progress_auroc"] = auroc([finals[i] for i in ok], [truth[i] for i in ok])
+    # Against the outcome at the end (the cube still held on the last tick): what progress means.
+    s["final_progress_auroc_last_tick"] = auroc([finals[i] for i in ok], [truth_last[i] for i in ok])
+    s["progress_reaches_success_s"] = {"episodes": len(reach), "median": float(np.median(reach)) if reach else None}
     s["final_progress_mean_success"] = float(np.mean([finals[i] for i in ok if truth[i]])) if any(
         truth[i] for i in ok) else None
     s["final_progress_mean_failure"] = float(np.mean([finals[i] for i in ok if not truth[i]])) if any(
@@ -403,13 +410,16 @@ def markdown(args, runs, sums, ref, tol: dict, command: str) -> str:
           f"head `{progress_head(runs[0]['results'][0]) if runs[0]['results'] else '-'}`). Success rule: "
           f"`episode.end_on_success` with its defaults (progress >= {SUCCESS_PROGRESS} for {SUCCESS_HOLD_S} s), "
           "applied to that progress; ground truth: the sim's contact reward reached 4.", "",
-          "| policy | AUROC of final progress | mean final progress, success / failure | rule TP | FP | FN | TN |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+          "| policy | AUROC of final progress | AUROC vs reward 4 on the last tick | mean final progress, "
+          f"success / failure | progress first >= {SUCCESS_PROGRESS}: episodes, median time (s) | rule TP | FP | FN | TN |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run, s in zip(runs, sums):
         c = s["success_rule_confusion"]
+        r = s["progress_reaches_success_s"]
         L.append(f"| sarm {run['backend']} {run['precision']} | {fmt(s['final_progress_auroc'])} | "
+                 f"{fmt(s['final_progress_auroc_last_tick'])} | "
                  f"{fmt(s['final_progress_mean_success'])} / {fmt(s['final_progress_mean_failure'])} | "
-                 f"{c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |")
+                 f"{r['episodes']}, {fmt(r['median'], 2)} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |")
     L += ["", "## Latency, drops, safety", "",
           "Observation-to-command latency (ms, wall): " + (
               "`/clock` published -> the tick's command received (lockstep: the node's tick, inference included)."

@@ -345,6 +345,9 @@ def figures(out: Path, runs: list[dict]) -> list[str]:
     row, labels = 0, []
     for run in runs:
         for e in run["results"]:
+            missing = np.asarray(e.get("missing_ticks", []), float) * 0.02  # the sim got no command
+            if len(missing):
+                ax.plot(missing, np.full(len(missing), row), marker="s", ms=2, ls="", color="0.75")
             for f in e["faults"]:
                 ax.plot([(f["stamp_ns"] - e["t_first_ns"]) / 1e9], [row], marker="|", ms=18, color="black")
             for ev in e["policy_events"]:
@@ -353,7 +356,8 @@ def figures(out: Path, runs: list[dict]) -> list[str]:
             labels.append(f"{run['name']} seed {e['seed']}")
             row += 1
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
-    ax.set_xlabel("episode time (s, sim); |: fault injected; ^ armed, v disarmed, X fault latched, o reset")
+    ax.set_xlabel("episode time (s, sim); |: fault injected; ^ armed, v disarmed, X fault latched, o reset; "
+                  "grey: no command", fontsize=8)
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(out / "safety.png", dpi=110)

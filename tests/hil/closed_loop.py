@@ -51,6 +51,15 @@ def limited(actions: np.ndarray, start: np.ndarray, lower, upper, max_step) -> n
     return out
 
 
+def stop_node(node: subprocess.Popen) -> None:
+    """SIGINT (the node writes its summary and results), SIGKILL if it has not exited in 30 s."""
+    node.send_signal(signal.SIGINT)
+    try:
+        node.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        node.kill()
+
+
 def counters(log: str) -> dict:
     """The `name: value` counters of `sarm run`'s closing summary."""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+([a-z_0-9]+): (\d+)$", log, re.M)}
@@ -104,11 +113,7 @@ def main(argv=None) -> int:
             sim.kill()
             rc = "timeout"
         finally:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop_node(node)
     wall = time.monotonic() - t0
     if rc != 0:
         sys.exit(f"the sim failed ({rc}); see {args.out / 'sim.log'} and {args.out / 'sarm.log'}")

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -54,7 +53,7 @@ SIM = ROOT / "models/tools/sim"
 sys.path.insert(0, str(SIM))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import counters, limited  # noqa: E402
+from closed_loop import counters, limited, stop_node  # noqa: E402
 
 
 def node_counters(log: str) -> dict:
@@ -211,11 +210,7 @@ def run_config(args, name: str, backend: str, precision: str, out: Path) -> dict
                 elif rc is None:
                     time.sleep(0.1)
         finally:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop_node(node)
     if rc != 0:
         sys.exit(f"hil: {name}: the sim failed ({rc}); see {out / 'sim.log'} and {out / 'sarm.log'}")
     return load_run(out, name, backend, precision, round(time.monotonic() - t0, 1),

@@ -89,7 +89,6 @@ import queue
 import signal
 import site
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -209,6 +208,23 @@ def _mangle(name: str) -> str:
     return name.replace("/", "%")
 
 
+def decoding(ts, undecodable: dict, topic: str, type_name: str, callback):
+    """A CDR payload handler: `callback(msg)` with the message rosbags deserialises; a payload that
+    does not deserialise is counted in `undecodable[topic]` (logged the first time) and skipped."""
+
+    def on_cdr(payload: bytes) -> None:
+        try:
+            msg = ts.deserialize_cdr(payload, type_name)
+        except Exception as e:  # a malformed message: counted, never fatal
+            undecodable[topic] = undecodable.get(topic, 0) + 1
+            if undecodable[topic] == 1:
+                print(f"ros_robot: undecodable {type_name} on {topic}: {e}", file=sys.stderr, flush=True)
+            return
+        callback(msg)
+
+    return on_cdr
+
+
 class ZenohRmwTransport:
     """ROS 2 topics as rmw_zenoh_cpp lays them out on Zenoh (the key format of
     ros/tests/interop/zenoh_peer.py and sarm's ros/src/zenoh_link/rmw.rs), CDR by rosbags."""
@@ -261,17 +277,9 @@ class ZenohRmwTransport:
         are counted in `self.undecodable` and skipped."""
         self._token("MS", topic, type_name, "::,10:,:,:,,")
 
-        def on_sample(sample):
-            try:
-                msg = self.ts.deserialize_cdr(sample.payload.to_bytes(), type_name)
-            except Exception as e:  # a malformed message: counted, never fatal
-                self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
-                if self.undecodable[topic] == 1:
-                    print(f"ros_robot: undecodable {type_name} on {topic}: {e}", file=sys.stderr, flush=True)
-                return
-            callback(msg)
-
-        self._entities.append(self.session.declare_subscriber(self.key(topic, type_name), on_sample))
+        on_cdr = decoding(self.ts, self.undecodable, topic, type_name, callback)
+        self._entities.append(self.session.declare_subscriber(self.key(topic, type_name),
+                                                              lambda sample: on_cdr(sample.payload.to_bytes())))
 
     def peers_alive(self, kind: str, topic: str) -> bool:
         """Whether some other participant has a live `kind` (MP/MS) entity on `topic`."""
@@ -343,17 +351,9 @@ class RclpyTransport:
     def subscriber(self, topic: str, type_name: str, callback) -> None:
         """As ZenohRmwTransport.subscriber, on rclpy's executor thread."""
 
-        def on_raw(raw: bytes) -> None:
-            try:
-                msg = self.ts.deserialize_cdr(bytes(raw), type_name)
-            except Exception as e:  # a malformed message: counted, never fatal
-                self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
-                if self.undecodable[topic] == 1:
-                    print(f"ros_robot: undecodable {type_name} on {topic}: {e}", file=sys.stderr, flush=True)
-                return
-            callback(msg)
-
-        self.node.create_subscription(self._msg_class(type_name), topic, on_raw, self.qos, raw=True)
+        on_cdr = decoding(self.ts, self.undecodable, topic, type_name, callback)
+        self.node.create_subscription(self._msg_class(type_name), topic, lambda raw: on_cdr(bytes(raw)), self.qos,
+                                      raw=True)
 
     def peers_alive(self, kind: str, topic: str) -> bool:
         """Whether another node has a subscription (MS) / publisher (MP) on `topic` in the graph,
@@ -380,25 +380,8 @@ class RclpyPublisher:
         self.pub.publish(bytes(self.t.ts.serialize_cdr(msg, self.type_name)))
 
 
-FASTDDS_LOOPBACK_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>udp_loopback</transport_id>
-        <type>UDPv4</type>
-        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="sarm_sim" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>udp_loopback</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# Fast DDS on loopback only: the profile the interop tests' rclpy peer uses.
+FASTDDS_LOOPBACK_PROFILE = HERE.parents[2] / "ros/tests/interop/fastdds_loopback.xml"
 
 
 def dds_environment(ros_venv: Path) -> None:
@@ -414,9 +397,7 @@ def dds_environment(ros_venv: Path) -> None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
                                                          if p])
         env["_ROS_WHEELS_BOOTSTRAP_COMPLETE"] = "1"  # its .pth must not re-execute us into its venv
-        profile = Path(tempfile.mkdtemp(prefix="sarm-sim-fastdds-")) / "profile.xml"
-        profile.write_text(FASTDDS_LOOPBACK_PROFILE)
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_LOOPBACK_PROFILE)
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
         os.execve(sys.executable, sys.orig_argv, env)

@@ -42,25 +42,8 @@ import time
 from pathlib import Path
 
 
-PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>udp_loopback</transport_id>
-        <type>UDPv4</type>
-        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="sarm_test" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>udp_loopback</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# Fast DDS on loopback only (also used by models/tools/sim/ros_robot.py --transport dds).
+PROFILE = (Path(__file__).resolve().parent / "fastdds_loopback.xml").read_text()
 
 
 def lan_addresses() -> list[str]:

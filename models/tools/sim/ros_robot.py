@@ -391,12 +391,13 @@ def dds_environment(ros_venv: Path) -> None:
     site_packages = ros_venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     if not (site_packages / "rclpy").is_dir():
         sys.exit(f"ros_robot: no rclpy in {ros_venv} (tests/setup.sh builds it: ros/tests/interop/setup_rclpy.sh)")
-    if os.environ.get("_ROS_WHEELS_BOOTSTRAP_COMPLETE") != "1":
+    if os.environ.get("SARM_SIM_DDS_ENV") != str(ros_venv):  # our own guard: set by the re-exec below
         env = dict(os.environ)
         libs = [str(ros_venv / "lib")] + sorted(str(d) for d in site_packages.glob("ros_*.libs"))
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
                                                          if p])
         env["_ROS_WHEELS_BOOTSTRAP_COMPLETE"] = "1"  # its .pth must not re-execute us into its venv
+        env["SARM_SIM_DDS_ENV"] = str(ros_venv)
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_LOOPBACK_PROFILE)
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"

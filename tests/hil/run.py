@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The HIL runner: the MuJoCo ALOHA sim (models/tools/sim/ros_robot.py) driven by `sarm run` over
-Zenoh (or DDS: `--transport dds`, the sim an rclpy node on Fast DDS) on loopback, for N seeds and each backend x precision, compared with LeRobot's own ACT on the
-same seeds; writes a report folder people can look at.
+Zenoh (or DDS: `--transport dds`, the sim an rclpy node on Fast DDS) on loopback, for N seeds and
+each backend x precision, compared with LeRobot's own ACT on the same seeds; writes a report folder
+people can look at.
 
     cargo build --release -p sarm-ros --bin sarm
     MUJOCO_GL=egl models/tools/.venv/bin/python tests/hil/run.py --sarm target/release/sarm \\

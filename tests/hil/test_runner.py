@@ -81,17 +81,21 @@ def test_two_lockstep_episodes_match_lerobot_and_write_a_report(zenoh_report):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
 
 
-@pytest.mark.skipif(not (ROOT / "ros/tests/interop/.venv/lib/python3.11/site-packages/rclpy").is_dir(),
+ROS_SITE = ROOT / "ros/tests/interop/.venv/lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+@pytest.mark.skipif(not (ROS_SITE / "rclpy").is_dir(),
                     reason="no rclpy venv (ros/tests/interop/setup_rclpy.sh, tests/setup.sh)")
 def test_dds_loop_commands_what_the_zenoh_loop_does(zenoh_report, tmp_path):
     """The same episode over DDS (the sim an rclpy node on Fast DDS, the node on ros2-client): the
     lockstep loop does not depend on the transport, so seed 0's commands match the Zenoh run's."""
     out = tmp_path / "report"
     run_hil(out, SEEDS[:1], "--transport", "dds")
-    (cfg,) = json.loads((out / "report.json").read_text())["configs"]
+    report = json.loads((out / "report.json").read_text())
+    (cfg,) = report["configs"]
     assert cfg["ticks"] == STEPS and cfg["ticks_without_command"] == 0
     (p,) = cfg["parity"]
-    assert p["first_chunk_max_abs"] <= json.loads((out / "report.json").read_text())["tolerance_fp32_action_abs"], p
+    assert p["first_chunk_max_abs"] <= report["tolerance_fp32_action_abs"], p
     dds = np.load(out / "tract-fp32/sim.npz")[f"commands_{SEEDS[0]}"]
     zenoh = np.load(zenoh_report / "tract-fp32/sim.npz")[f"commands_{SEEDS[0]}"]
     assert dds.shape == zenoh.shape == (STEPS, 14)

@@ -66,12 +66,19 @@ const TEXT: usize = 1;
 const STATE: usize = 2;
 const ONEHOT: usize = 3;
 
-/// The stage and subtask graphs of one precision. The window is written
-/// into the stage graph's inputs and copied to the subtask graph's.
+/// The most windows one [`RewardModel`] call may score (bounds its buffers).
+pub const MAX_WINDOW_BATCH: usize = 64;
+
+/// The stage and subtask graphs of one precision, loaded for `batch`
+/// windows per call: 1 for the node's per-tick path, more for offline
+/// labelling, where one call over several windows runs the transformers'
+/// matrix products on more rows at once. The windows are written into the
+/// stage graph's inputs and copied to the subtask graph's.
 #[derive(Debug)]
 pub struct RewardModel {
     precision: Precision,
     window_len: usize,
+    batch: usize,
     max_stages: usize,
     heads: Vec<Head>,
     stage: Graph,
@@ -84,13 +91,30 @@ impl RewardModel {
         Self::load_with(bundle, &Backend::tract(), precision)
     }
 
-    /// Loads the stage and subtask graphs of `precision` on `backend` and
-    /// checks their tensors against the manifest.
+    /// Loads the stage and subtask graphs of `precision` on `backend`, one
+    /// window per call, and checks their tensors against the manifest.
     pub fn load_with(
         bundle: &Bundle,
         backend: &Backend,
         precision: Precision,
     ) -> Result<Self, BundleError> {
+        Self::load_batched(bundle, backend, precision, 1)
+    }
+
+    /// [`Self::load_with`] for `batch` windows per call ([`Self::run_batch`]).
+    pub fn load_batched(
+        bundle: &Bundle,
+        backend: &Backend,
+        precision: Precision,
+        batch: usize,
+    ) -> Result<Self, BundleError> {
+        if batch == 0 || batch > MAX_WINDOW_BATCH {
+            return Err(BundleError::mismatch(
+                "reward batch",
+                format!("1..={MAX_WINDOW_BATCH} windows"),
+                batch,
+            ));
+        }
         let m = &bundle.manifest;
         let t = bundle.window.len();
         let cmax = bundle.max_stages();
@@ -144,7 +168,7 @@ impl RewardModel {
             field: &format!("precision.{precision}.stage"),
             inputs: &common,
             outputs: &stage_outputs,
-            batch: 1,
+            batch,
             time: t,
         })?;
         let subtask = backend.load(&GraphSpec {
@@ -152,12 +176,13 @@ impl RewardModel {
             field: &format!("precision.{precision}.subtask"),
             inputs: &subtask_inputs,
             outputs: &tau_outputs,
-            batch: 1,
+            batch,
             time: t,
         })?;
         Ok(RewardModel {
             precision,
             window_len: t,
+            batch,
             max_stages: cmax,
             heads: bundle.heads.clone(),
             stage,
@@ -171,6 +196,11 @@ impl RewardModel {
 
     pub fn window_len(&self) -> usize {
         self.window_len
+    }
+
+    /// Windows per call (what the model was loaded for).
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     pub fn stage_graph(&self) -> &Graph {
@@ -205,47 +235,87 @@ impl RewardModel {
     /// Both window inputs at once, `([T][image_dim], [T][state_dim])`, so a
     /// window is filled with one borrow of each buffer.
     pub fn window_inputs(&mut self) -> (&mut [f32], &mut [f32]) {
+        self.window_inputs_at(0)
+    }
+
+    /// The inputs of window `slot` of a batch (`slot < batch`; a larger
+    /// slot gives empty slices).
+    pub fn window_inputs_at(&mut self, slot: usize) -> (&mut [f32], &mut [f32]) {
         let mut inputs = self.stage.inputs_mut().into_iter();
         let image = inputs.next().unwrap_or_default();
         let _text = inputs.next();
         let state = inputs.next().unwrap_or_default();
-        (image, state)
+        (
+            slot_of_mut(image, slot, self.batch),
+            slot_of_mut(state, slot, self.batch),
+        )
     }
 
-    /// Sets the task embedding (kept across windows).
+    /// Sets the task embedding of every window slot (kept across windows).
     pub fn set_text(&mut self, embedding: &[f32]) {
         for graph in [&mut self.stage, &mut self.subtask] {
             let dst = graph.input_mut(TEXT);
-            let n = dst.len().min(embedding.len());
-            dst[..n].copy_from_slice(&embedding[..n]);
+            let per = dst.len() / self.batch.max(1);
+            let n = per.min(embedding.len());
+            for row in dst.chunks_exact_mut(per.max(1)) {
+                row[..n].copy_from_slice(&embedding[..n]);
+            }
         }
     }
 
-    /// Runs the stage graph once, then the subtask graph once per head.
+    /// Runs the stage graph once, then the subtask graph once per head, on
+    /// window slot 0 (of a model loaded for one window per call).
     pub fn run(&mut self, out: &mut WindowScores) -> Result<(), InferenceError> {
         self.run_timed(out, None)
+    }
+
+    /// Scores the first `outs.len()` window slots in one call of each graph
+    /// (slots past them are computed and ignored: a partial batch costs a
+    /// full one). `outs.len()` must be at most [`Self::batch`].
+    pub fn run_batch(&mut self, outs: &mut [WindowScores]) -> Result<(), InferenceError> {
+        self.run_slots(outs, None)
     }
 
     /// [`Self::run`], recording how long each graph took.
     pub fn run_timed(
         &mut self,
         out: &mut WindowScores,
+        timings: Option<&mut StepTimings>,
+    ) -> Result<(), InferenceError> {
+        self.run_slots(std::slice::from_mut(out), timings)
+    }
+
+    fn run_slots(
+        &mut self,
+        outs: &mut [WindowScores],
         mut timings: Option<&mut StepTimings>,
     ) -> Result<(), InferenceError> {
+        if outs.len() > self.batch {
+            return Err(InferenceError {
+                path: self.stage.path().to_path_buf(),
+                message: format!(
+                    "{} windows given to a reward model loaded for {} per call",
+                    outs.len(),
+                    self.batch
+                ),
+            });
+        }
         let t = self.window_len;
         let started = Instant::now();
         self.stage.run()?;
-        for (hi, head) in self.heads.iter().enumerate() {
-            let scores = &mut out.heads[hi];
-            let c = head.num_stages();
-            let l = self.stage.output(hi);
-            for ti in 0..t {
-                let (k, conf) = softmax_argmax(
-                    &l[ti * c..(ti + 1) * c],
-                    &mut scores.probs[ti * c..(ti + 1) * c],
-                );
-                scores.stage[ti] = k;
-                scores.confidence[ti] = conf;
+        for (b, out) in outs.iter_mut().enumerate() {
+            for (hi, head) in self.heads.iter().enumerate() {
+                let scores = &mut out.heads[hi];
+                let c = head.num_stages();
+                let l = slot_of(self.stage.output(hi), b, self.batch);
+                for ti in 0..t {
+                    let (k, conf) = softmax_argmax(
+                        &l[ti * c..(ti + 1) * c],
+                        &mut scores.probs[ti * c..(ti + 1) * c],
+                    );
+                    scores.stage[ti] = k;
+                    scores.confidence[ti] = conf;
+                }
             }
         }
         for ix in [IMAGE, STATE] {
@@ -262,8 +332,11 @@ impl RewardModel {
             {
                 let onehot = self.subtask.input_mut(ONEHOT);
                 onehot.fill(0.0);
-                for ti in 0..t {
-                    onehot[ti * cmax + out.heads[hi].stage[ti]] = 1.0;
+                for (b, out) in outs.iter().enumerate() {
+                    let rows = (b * t) * cmax;
+                    for ti in 0..t {
+                        onehot[rows + ti * cmax + out.heads[hi].stage[ti]] = 1.0;
+                    }
                 }
             }
             let sub_started = Instant::now();
@@ -271,13 +344,30 @@ impl RewardModel {
             if let Some(tm) = timings.as_deref_mut() {
                 let _ = tm.subtask.push(sub_started.elapsed());
             }
-            let tau = self.subtask.output(hi);
-            let scores = &mut out.heads[hi];
-            for (ti, &tau_t) in tau.iter().enumerate().take(t) {
-                scores.tau[ti] = tau_t;
-                scores.progress[ti] = head.breakpoints.progress(scores.stage[ti], tau_t);
+            let tau_all = self.subtask.output(hi);
+            for (b, out) in outs.iter_mut().enumerate() {
+                let tau = slot_of(tau_all, b, self.batch);
+                let scores = &mut out.heads[hi];
+                for (ti, &tau_t) in tau.iter().enumerate().take(t) {
+                    scores.tau[ti] = tau_t;
+                    scores.progress[ti] = head.breakpoints.progress(scores.stage[ti], tau_t);
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Window `slot`'s part of a batch-major `[batch][...]` buffer (empty
+/// past the batch).
+fn slot_of(buf: &[f32], slot: usize, batch: usize) -> &[f32] {
+    let per = buf.len() / batch.max(1);
+    buf.get(slot * per..(slot + 1) * per).unwrap_or_default()
+}
+
+/// [`slot_of`], writable.
+fn slot_of_mut(buf: &mut [f32], slot: usize, batch: usize) -> &mut [f32] {
+    let per = buf.len() / batch.max(1);
+    buf.get_mut(slot * per..(slot + 1) * per)
+        .unwrap_or_default()
 }

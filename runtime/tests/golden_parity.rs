@@ -74,6 +74,38 @@ fn run_window(
     scores
 }
 
+/// Scores every golden window, `batch` windows per call of a model loaded
+/// for that many (the last call partial when the count does not divide).
+fn run_batched(
+    rm: &mut RewardModel,
+    bundle: &Bundle,
+    g: &common::RewardGolden,
+) -> Vec<sarm_runtime::reward::WindowScores> {
+    let norm = StateNormalizer::new(&bundle.manifest.state);
+    let d = bundle.manifest.model.image_dim;
+    let s = bundle.manifest.model.state_dim;
+    let windows: Vec<(&Episode, &Window)> = g
+        .episodes
+        .iter()
+        .flat_map(|ep| ep.windows.iter().map(move |w| (ep, w)))
+        .collect();
+    let mut all = Vec::new();
+    for chunk in windows.chunks(rm.batch()) {
+        for (slot, (ep, w)) in chunk.iter().enumerate() {
+            let (image, state) = rm.window_inputs_at(slot);
+            for (pos, &f) in w.frame_indices.iter().enumerate() {
+                image[pos * d..(pos + 1) * d].copy_from_slice(&ep.frame_features[f]);
+                norm.write(&ep.joint_positions[f], &mut state[pos * s..(pos + 1) * s])
+                    .unwrap();
+            }
+        }
+        let mut outs: Vec<_> = chunk.iter().map(|_| rm.new_scores()).collect();
+        rm.run_batch(&mut outs).unwrap();
+        all.extend(outs);
+    }
+    all
+}
+
 #[test]
 fn golden_covers_what_the_issue_asks() {
     let g = reward_golden();
@@ -156,8 +188,9 @@ fn load_reward(
     backend: &Backend,
     precision: Precision,
     task: &str,
+    batch: usize,
 ) -> RewardModel {
-    let mut rm = RewardModel::load_with(bundle, backend, precision)
+    let mut rm = RewardModel::load_batched(bundle, backend, precision, batch)
         .unwrap_or_else(|e| panic!("{} {precision}: {e}", backend.kind()));
     rm.set_text(bundle.task_embedding(Some(task)).unwrap());
     rm
@@ -165,17 +198,33 @@ fn load_reward(
 
 #[test]
 fn every_window_matches_lerobot_per_backend_and_precision() {
+    check_every_window(1);
+}
+
+/// The labelling path: 5 windows per call (the last call partial), same
+/// tolerances against LeRobot.
+#[test]
+fn batched_windows_match_lerobot_per_backend_and_precision() {
+    check_every_window(5);
+}
+
+fn check_every_window(batch: usize) {
     let g = reward_golden();
     let bundle = Bundle::load(bundle_dir()).unwrap();
     for (backend, precision) in backends::pairs() {
         let tol = tolerance(TOLERANCES, &backend, precision);
         let strict = tol.agreement >= 1.0;
-        let mut rm = load_reward(&bundle, &backend, precision, &g.task);
+        let mut rm = load_reward(&bundle, &backend, precision, &g.task, batch);
+        let batched = (batch > 1).then(|| run_batched(&mut rm, &bundle, &g));
+        let mut batched = batched.into_iter().flatten();
         let (mut agree, mut total, mut max_diff, mut sum_diff) = (0usize, 0usize, 0.0f32, 0.0f64);
         let mut positions = 0;
         for ep in &g.episodes {
             for w in &ep.windows {
-                let scores = run_window(&mut rm, &bundle, ep, w);
+                let scores = match batched.next() {
+                    Some(s) => s,
+                    None => run_window(&mut rm, &bundle, ep, w),
+                };
                 for kind in heads(&bundle) {
                     let ours = scores.head(kind).unwrap();
                     let gold = &w.heads[kind.as_str()];
@@ -228,7 +277,7 @@ fn every_window_matches_lerobot_per_backend_and_precision() {
         }
         let rate = agree as f64 / total as f64;
         println!(
-            "{} {precision} vs LeRobot fp32: {positions} positions, stage agrees on {agree}/{total} \
+            "{} {precision} batch {batch} vs LeRobot fp32: {positions} positions, stage agrees on {agree}/{total} \
              ({:.2}%), max |progress diff| where it agrees {max_diff:.2e}, mean {:.2e}",
             backend.kind(),
             rate * 100.0,

@@ -22,6 +22,14 @@ use crate::progress_parquet::{interpolate, ProgressRow};
 /// Frames encoded together (the encoder's batch).
 pub const ENCODE_BATCH: usize = 8;
 
+/// Windows scored together (the reward model's batch): one call of each
+/// transformer over 16 windows runs its matrix products on 16x the rows,
+/// which at LeRobot's default size (hidden 768) costs about 0.6x per window
+/// of 16 single-window calls. Windows wait until a batch is full (their
+/// frames stay cached: memory grows by 16 feature vectors, not with the
+/// episode); the episode's last batch runs partial.
+pub const REWARD_BATCH: usize = 16;
+
 /// Why an episode could not be labelled. The run reports it and goes on
 /// (or stops under `--strict`); nothing of the episode is written.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +73,8 @@ pub struct Models {
     batch_features: Vec<f32>,
     reward: RewardModel,
     normalizer: StateNormalizer,
-    scores: WindowScores,
+    /// One score buffer per window slot of a batch.
+    scores: Vec<WindowScores>,
     heads: Vec<HeadKind>,
     readout: usize,
     image_dim: usize,
@@ -75,15 +84,15 @@ pub struct Models {
 
 impl Models {
     /// The encoder (for batches of [`ENCODE_BATCH`]) and the reward model
-    /// of `precision` on `backend`.
+    /// (for batches of [`REWARD_BATCH`] windows) of `precision` on `backend`.
     pub fn load(
         bundle: &Bundle,
         backend: &Backend,
         precision: Precision,
     ) -> Result<Self, BundleError> {
         let encoder = ImageEncoder::load_with(bundle, backend, precision, ENCODE_BATCH)?;
-        let reward = RewardModel::load_with(bundle, backend, precision)?;
-        let scores = reward.new_scores();
+        let reward = RewardModel::load_batched(bundle, backend, precision, REWARD_BATCH)?;
+        let scores = (0..REWARD_BATCH).map(|_| reward.new_scores()).collect();
         let m = &bundle.manifest;
         Ok(Models {
             batch_features: vec![0.0; ENCODE_BATCH * encoder.output_dim()],
@@ -203,12 +212,14 @@ pub fn label_episode(
     let mut encoded = 0usize;
     let mut failure: Option<EpisodeError> = None;
 
-    // Encode the batch, then score every window whose frames are all in.
+    // Encode the batch, then score the windows whose frames are all in,
+    // [`REWARD_BATCH`] at a time (fewer only in the episode's last call).
     let mut flush = |batch: &mut Vec<(usize, RgbImage)>,
                      spare: &mut Vec<RgbImage>,
                      cache: &mut FeatureCache,
                      next_window: &mut usize,
                      last_delivered: usize,
+                     last_call: bool,
                      models: &mut Models|
      -> Result<(), EpisodeError> {
         if let Some(&(first, _)) = batch.first() {
@@ -241,38 +252,58 @@ pub fn label_episode(
             spare.push(img);
         }
         while *next_window < plan.scored.len() {
-            let k = *next_window;
-            let window = plan.window(k);
-            if window.iter().any(|&f| f > last_delivered) {
+            let first = *next_window;
+            let ready = (first..plan.scored.len())
+                .take(REWARD_BATCH)
+                .take_while(|&k| plan.window(k).iter().all(|&f| f <= last_delivered))
+                .count();
+            if ready == 0 || (ready < REWARD_BATCH && !last_call) {
                 break;
             }
-            let f = plan.scored[k];
-            score_window(models, cache, window, data, input.joint_order, &mut joints).map_err(
-                |e| match e {
-                    WindowError::State(source) => EpisodeError::State {
-                        frame: data.frame_index[f],
+            let frame_of = |k: usize| data.frame_index[plan.scored[k]];
+            for slot in 0..ready {
+                let k = first + slot;
+                let window = plan.window(k);
+                fill_window(
+                    models,
+                    slot,
+                    cache,
+                    window,
+                    data,
+                    input.joint_order,
+                    &mut joints,
+                )
+                .map_err(|e| match e {
+                    FillError::State(source) => EpisodeError::State {
+                        frame: frame_of(k),
                         source,
                     },
-                    WindowError::Missing(m) => EpisodeError::Score {
-                        frame: data.frame_index[f],
+                    FillError::Missing(m) => EpisodeError::Score {
+                        frame: frame_of(k),
                         message: format!("frame {m} not encoded (internal error)"),
                     },
-                    WindowError::Inference(message) => EpisodeError::Score {
-                        frame: data.frame_index[f],
-                        message,
-                    },
-                },
-            )?;
-            scored_x.push(f as i64);
-            for (hi, h) in models.scores.heads.iter().enumerate() {
-                scored_y[hi].push(h.progress[models.readout]);
+                })?;
             }
-            let upto = f + 1;
-            if upto > covered {
-                on_frames((upto - covered) as u64);
-                covered = upto;
+            models
+                .reward
+                .run_batch(&mut models.scores[..ready])
+                .map_err(|e| EpisodeError::Score {
+                    frame: frame_of(first),
+                    message: e.to_string(),
+                })?;
+            for (slot, scores) in models.scores[..ready].iter().enumerate() {
+                let f = plan.scored[first + slot];
+                scored_x.push(f as i64);
+                for (hi, h) in scores.heads.iter().enumerate() {
+                    scored_y[hi].push(h.progress[models.readout]);
+                }
+                let upto = f + 1;
+                if upto > covered {
+                    on_frames((upto - covered) as u64);
+                    covered = upto;
+                }
             }
-            *next_window += 1;
+            *next_window = first + ready;
             // Frames before the next window's first frame are not read again.
             if let Some(w) = (*next_window < plan.scored.len()).then(|| plan.window(*next_window)) {
                 let lowest = w
@@ -304,6 +335,7 @@ pub fn label_episode(
                 &mut cache,
                 &mut next_window,
                 frame,
+                false,
                 models,
             ) {
                 failure = Some(e);
@@ -325,6 +357,7 @@ pub fn label_episode(
         &mut cache,
         &mut next_window,
         last_delivered,
+        true,
         models,
     )?;
     if next_window != plan.scored.len() {
@@ -370,24 +403,26 @@ pub fn label_episode(
     })
 }
 
-enum WindowError {
+enum FillError {
     State(StateError),
     Missing(usize),
-    Inference(String),
 }
 
-fn score_window(
+/// Writes window `window`'s features and normalised joint states into the
+/// reward model's batch slot `slot`.
+fn fill_window(
     models: &mut Models,
+    slot: usize,
     cache: &FeatureCache,
     window: &[usize],
     data: &EpisodeData,
     joint_order: &[usize],
     joints: &mut [f32],
-) -> Result<(), WindowError> {
+) -> Result<(), FillError> {
     let (d, s) = (models.image_dim, models.state_dim);
-    let (image_in, state_in) = models.reward.window_inputs();
+    let (image_in, state_in) = models.reward.window_inputs_at(slot);
     for (pos, &frame) in window.iter().enumerate() {
-        let feat = cache.get(frame).ok_or(WindowError::Missing(frame))?;
+        let feat = cache.get(frame).ok_or(FillError::Missing(frame))?;
         image_in[pos * d..(pos + 1) * d].copy_from_slice(feat);
         let row = data.state_row(frame);
         for (j, &src) in joint_order.iter().enumerate() {
@@ -396,10 +431,7 @@ fn score_window(
         models
             .normalizer
             .write(joints, &mut state_in[pos * s..(pos + 1) * s])
-            .map_err(WindowError::State)?;
+            .map_err(FillError::State)?;
     }
-    models
-        .reward
-        .run(&mut models.scores)
-        .map_err(|e| WindowError::Inference(e.to_string()))
+    Ok(())
 }

@@ -20,7 +20,7 @@ from PIL import Image
 from .bundle import MANIFEST_COMMENTS, MANIFEST_HEADER, library_versions, log, utc_now
 from .encoders import Preprocess
 from .onnx_utils import file_entry, ort_session
-from .quantize import quantize_encoder_int8
+from .quantize import EFFICIENTNET_LITE0_FLOAT_PREFIXES, quantize_encoder_int8
 from .tomlw import dumps
 
 INT8_ENCODER_FILE = "image_encoder.int8.onnx"
@@ -82,7 +82,8 @@ def feature_agreement(fp32_path: Path, int8_path: Path, pixels: np.ndarray) -> d
     return res
 
 
-def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_frames: int, seed: int) -> dict:
+def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_frames: int, seed: int,
+                     float_prefixes: tuple[str, ...] | None = None) -> dict:
     path = bundle / "bundle.toml"
     manifest = tomllib.loads(path.read_text())
     if "int8" not in manifest["precision"]:
@@ -95,7 +96,8 @@ def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_fr
     fp32 = bundle / manifest["image_encoder"]["file"]["path"]
     out = bundle / INT8_ENCODER_FILE
     log(f"quantizing {fp32.name} -> {out.name} on {len(pixels)} frames ({source})")
-    desc = quantize_encoder_int8(fp32, out, pixels)
+    kw = {} if float_prefixes is None else {"float_prefixes": tuple(float_prefixes)}
+    desc = quantize_encoder_int8(fp32, out, pixels, **kw)
     desc["calibration_source"] = source
     desc["agreement_on_calibration_frames"] = feature_agreement(fp32, out, pixels)
     desc["created_utc"] = utc_now()
@@ -121,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=5, help="take every N-th frame of a bag")
     ap.add_argument("--max-frames", type=int, default=200, help="calibrate on at most this many frames")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--float-prefixes", default=None, metavar="P1,P2,...",
+                    help="node-name prefixes that stay float, comma-separated (default: "
+                         f"{','.join(EFFICIENTNET_LITE0_FLOAT_PREFIXES)}; '' quantizes every layer)")
     args = ap.parse_args(argv)
     try:
         frames = load_frames(args.calibration, max(args.every, 1))
         if not frames:
             raise ValueError("no calibration frames")
         source = " ".join(str(p) for p in args.calibration)
-        add_int8_encoder(args.bundle, frames, source, args.max_frames, args.seed)
+        prefixes = None if args.float_prefixes is None else tuple(p for p in args.float_prefixes.split(",") if p)
+        add_int8_encoder(args.bundle, frames, source, args.max_frames, args.seed, prefixes)
     except (OSError, ValueError, KeyError) as e:
         print(f"add_int8_encoder: error: {e}", file=sys.stderr)
         return 2

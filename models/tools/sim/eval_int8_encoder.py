@@ -2,8 +2,9 @@
 with onnxruntime 1.32 (CPU, optimised: the integer kernels the `ort` backend runs) and with the
 exact QDQ semantics (what tract computes).
 
-    models/tools/.venv/bin/python models/tools/sim/eval_int8_encoder.py   (from the repository root;
-    needs models/tools/sim/requirements.txt for mcap and rosbags)
+    models/tools/.venv/bin/python models/tools/sim/eval_int8_encoder.py [INT8_ENCODER.onnx]
+    (from the repository root; needs models/tools/sim/requirements.txt for mcap and rosbags;
+    INT8_ENCODER.onnx: a candidate to evaluate instead of the bundle's int8 encoder)
 """
 import os, sys, json, tomllib
 from pathlib import Path
@@ -16,6 +17,8 @@ from sarm_export.bundle import run_pipeline
 from sarm_export.encoder_int8 import bag_frames, preprocess_of
 from sarm_export.onnx_utils import OrtRunner
 B = REPO / 'models/aloha-transfer-cube'; m = tomllib.loads((B/'bundle.toml').read_text())
+# An int8 encoder to evaluate instead of the bundle's (a candidate, before it is added)
+INT8_ENCODER = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else B / m["precision"]["int8"]["image_encoder"]["path"]
 heads = {h: {"stage_names": v["stage_names"], "temporal_proportions": v["temporal_proportions"], "num_stages": len(v["stage_names"])} for h, v in m["heads"].items()}
 cmax = max(h["num_stages"] for h in heads.values())
 pre = preprocess_of(m); text = np.asarray(m["text"]["tasks"][0]["embedding"], np.float32)
@@ -33,7 +36,7 @@ def joints_at(bag, stamps):
     return np.stack([js[int(np.argmin(np.abs(t - s)))][1] for s in stamps])
 for opt in (True, False):
     tag = 'onnxruntime optimised' if opt else 'exact QDQ (tract semantics)'
-    enc = {p: OrtRunner(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else P['int8']['image_encoder']['path']), optimize=opt or p == 'fp32') for p in ('fp32', 'int8')}
+    enc = {p: OrtRunner(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else INT8_ENCODER), optimize=opt or p == 'fp32') for p in ('fp32', 'int8')}
     run = {p: (OrtRunner(B / P[p]['stage']['path'], optimize=opt or p == 'fp32'), OrtRunner(B / P[p]['subtask']['path'], optimize=opt or p == 'fp32')) for p in ('fp32', 'int8')}
     agree = total = 0; maxd = 0.0; sumd = 0.0
     gold_bad = {0.2: [], 0.5: []}; gold_maxd = 0.0; gold_ties = 0  # int8 vs LeRobot's fp32 golden
@@ -76,7 +79,7 @@ def timed_session(path):
     so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0"); so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-sess = {p: timed_session(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else P['int8']['image_encoder']['path'])) for p in ('fp32', 'int8')}
+sess = {p: timed_session(B / (m["image_encoder"]["file"]["path"] if p == 'fp32' else INT8_ENCODER)) for p in ('fp32', 'int8')}
 x1 = x[:1]; times = {p: [] for p in sess}
 for p, s in sess.items():
     for _ in range(10): s.run(None, {'pixels': x1})

@@ -83,7 +83,7 @@ def feature_agreement(fp32_path: Path, int8_path: Path, pixels: np.ndarray) -> d
 
 
 def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_frames: int, seed: int,
-                     float_prefixes: tuple[str, ...] | None = None) -> dict:
+                     float_prefixes: tuple[str, ...] | None = None, calibration_method: str = "Entropy") -> dict:
     path = bundle / "bundle.toml"
     manifest = tomllib.loads(path.read_text())
     if "int8" not in manifest["precision"]:
@@ -97,7 +97,7 @@ def add_int8_encoder(bundle: Path, frames: list[np.ndarray], source: str, max_fr
     out = bundle / INT8_ENCODER_FILE
     log(f"quantizing {fp32.name} -> {out.name} on {len(pixels)} frames ({source})")
     kw = {} if float_prefixes is None else {"float_prefixes": tuple(float_prefixes)}
-    desc = quantize_encoder_int8(fp32, out, pixels, **kw)
+    desc = quantize_encoder_int8(fp32, out, pixels, calibration_method=calibration_method, **kw)
     desc["calibration_source"] = source
     desc["agreement_on_calibration_frames"] = feature_agreement(fp32, out, pixels)
     desc["created_utc"] = utc_now()
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--float-prefixes", default=None, metavar="P1,P2,...",
                     help="node-name prefixes that stay float, comma-separated (default: "
                          f"{','.join(EFFICIENTNET_LITE0_FLOAT_PREFIXES)}; '' quantizes every layer)")
+    ap.add_argument("--calibration-method", default="Entropy", choices=["Entropy", "MinMax", "Percentile"],
+                    help="how activation ranges are found (onnxruntime's CalibrationMethod)")
     args = ap.parse_args(argv)
     try:
         frames = load_frames(args.calibration, max(args.every, 1))
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no calibration frames")
         source = " ".join(str(p) for p in args.calibration)
         prefixes = None if args.float_prefixes is None else tuple(p for p in args.float_prefixes.split(",") if p)
-        add_int8_encoder(args.bundle, frames, source, args.max_frames, args.seed, prefixes)
+        add_int8_encoder(args.bundle, frames, source, args.max_frames, args.seed, prefixes,
+                         args.calibration_method)
     except (OSError, ValueError, KeyError) as e:
         print(f"add_int8_encoder: error: {e}", file=sys.stderr)
         return 2

@@ -241,7 +241,8 @@ def _chunk_size(n: int) -> int:
 
 
 def quantize_encoder_int8(fp32_path: Path, int8_path: Path, pixels: np.ndarray,
-                          float_prefixes: tuple[str, ...] = EFFICIENTNET_LITE0_FLOAT_PREFIXES) -> dict:
+                          float_prefixes: tuple[str, ...] = EFFICIENTNET_LITE0_FLOAT_PREFIXES,
+                          calibration_method: str = "Entropy") -> dict:
     """INT8 QDQ image encoder, calibrated on preprocessed real frames ``pixels`` (N,3,H,W).
 
     - BatchNorm and the static padding are folded into the convolutions first
@@ -287,7 +288,7 @@ def quantize_encoder_int8(fp32_path: Path, int8_path: Path, pixels: np.ndarray,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=float_nodes,
-            calibrate_method=CalibrationMethod.Entropy,
+            calibrate_method=getattr(CalibrationMethod, calibration_method),
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                            "CalibStridedMinMax": chunk},  # despite its name: chunked collection, any method
         )
@@ -309,7 +310,7 @@ def quantize_encoder_int8(fp32_path: Path, int8_path: Path, pixels: np.ndarray,
         "activation_type": "QUInt8",
         "weight_type": "QInt8",
         "weight_symmetric": True,
-        "calibration_method": "Entropy",
+        "calibration_method": calibration_method,
         "calibration_chunk": chunk,
         "calibration_frames": int(len(pixels)),
         "quantized_conv": summary["quantized_conv"],

@@ -266,10 +266,16 @@ mod video {
     fn parity_with_lerobot_on_a_slower_clock() {
         // 10 Hz clock on the 50 fps dataset: windows in seconds, every 5th frame scored
         // (+ the last), the rest interpolated; LeRobot with frame_gap x5 and stride 5.
+        // Frames encoded 5 per call (the default is 1), so partial batches occur too.
         let dir = temp("parity10");
         let out = dir.join("sarm_progress.parquet");
         let bundle = bundle_at(10.0);
-        let t = label_ok(&fixtures().join("aloha_av1"), &bundle, &out, &[]);
+        let t = label_ok(
+            &fixtures().join("aloha_av1"),
+            &bundle,
+            &out,
+            &["--encode-batch", "5"],
+        );
         // every 5th frame of each episode, plus its last
         let scored: usize = [316usize, 332, 358]
             .iter()

@@ -19,8 +19,12 @@ use super::plan::{Plan, PlanError};
 use super::video::{FrameSource, VideoError};
 use crate::progress_parquet::{interpolate, ProgressRow};
 
-/// Frames encoded together (the encoder's batch).
-pub const ENCODE_BATCH: usize = 8;
+/// Frames encoded together by default (`--encode-batch`): one. On the
+/// CPU, batches are slower per frame for EfficientNet-lite0 (measured on
+/// the ALOHA dataset fixture, `--jobs 2`: tract 7.4 s at 8 per call vs
+/// 3.1 s at 1, onnxruntime 1.14 s vs 1.02 s); a GPU execution provider is
+/// where larger batches pay.
+pub const DEFAULT_ENCODE_BATCH: usize = 1;
 
 /// Windows scored together (the reward model's batch): one call of each
 /// transformer over 16 windows runs its matrix products on 16x the rows,
@@ -71,6 +75,7 @@ pub struct Models {
     encoder: ImageEncoder,
     /// The encoder's output for one batch, `image_dim` values per frame.
     batch_features: Vec<f32>,
+    encode_batch: usize,
     reward: RewardModel,
     normalizer: StateNormalizer,
     /// One score buffer per window slot of a batch.
@@ -83,19 +88,22 @@ pub struct Models {
 }
 
 impl Models {
-    /// The encoder (for batches of [`ENCODE_BATCH`]) and the reward model
-    /// (for batches of [`REWARD_BATCH`] windows) of `precision` on `backend`.
+    /// The encoder (for batches of `encode_batch` frames) and the reward
+    /// model (for batches of [`REWARD_BATCH`] windows) of `precision` on
+    /// `backend`.
     pub fn load(
         bundle: &Bundle,
         backend: &Backend,
         precision: Precision,
+        encode_batch: usize,
     ) -> Result<Self, BundleError> {
-        let encoder = ImageEncoder::load_with(bundle, backend, precision, ENCODE_BATCH)?;
+        let encoder = ImageEncoder::load_with(bundle, backend, precision, encode_batch)?;
         let reward = RewardModel::load_batched(bundle, backend, precision, REWARD_BATCH)?;
         let scores = (0..REWARD_BATCH).map(|_| reward.new_scores()).collect();
         let m = &bundle.manifest;
         Ok(Models {
-            batch_features: vec![0.0; ENCODE_BATCH * encoder.output_dim()],
+            batch_features: vec![0.0; encode_batch * encoder.output_dim()],
+            encode_batch,
             encoder,
             reward,
             normalizer: StateNormalizer::new(&m.state),
@@ -201,7 +209,8 @@ pub fn label_episode(
         .iter()
         .map(|&f| input.from_timestamp + data.timestamp[f])
         .collect();
-    let mut batch: Vec<(usize, RgbImage)> = Vec::with_capacity(ENCODE_BATCH);
+    let encode_batch = models.encode_batch;
+    let mut batch: Vec<(usize, RgbImage)> = Vec::with_capacity(encode_batch);
     let mut spare: Vec<RgbImage> = Vec::new();
     let mut next_window = 0usize;
     let mut scored_x: Vec<i64> = Vec::with_capacity(plan.scored.len());
@@ -328,7 +337,7 @@ pub fn label_episode(
         slot.copy_from_slice(img.as_raw());
         batch.push((frame, slot));
         last_delivered = frame;
-        if batch.len() == ENCODE_BATCH {
+        if batch.len() == encode_batch {
             if let Err(e) = flush(
                 &mut batch,
                 &mut spare,

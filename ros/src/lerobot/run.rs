@@ -133,6 +133,8 @@ pub struct RunOptions {
     pub episodes: Option<EpisodeSelection>,
     pub stride: usize,
     pub jobs: usize,
+    /// Frames per image-encoder call.
+    pub encode_batch: usize,
     pub shard: Option<(usize, usize)>,
     pub strict: bool,
     pub camera_key: Option<String>,
@@ -601,16 +603,17 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                let mut models = match Models::load(&bundle, &opts.backend, opts.precision) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        shared.stop.store(true, Ordering::SeqCst);
-                        if let Ok(mut f) = fatal.lock() {
-                            f.get_or_insert(e.into());
+                let mut models =
+                    match Models::load(&bundle, &opts.backend, opts.precision, opts.encode_batch) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            shared.stop.store(true, Ordering::SeqCst);
+                            if let Ok(mut f) = fatal.lock() {
+                                f.get_or_insert(e.into());
+                            }
+                            return;
                         }
-                        return;
-                    }
-                };
+                    };
                 loop {
                     if shared.stop.load(Ordering::SeqCst) {
                         return;

@@ -7,12 +7,15 @@ it exists so anyone can reproduce the full-size figures of `sarm bench`.
 
     models/tools/.venv/bin/python models/tools/make_fullsize_bundle.py   # -> models/tools/work/sarm-fullsize
     cargo run --release -- bench models/tools/work/sarm-fullsize --backend tract,ort
+    # for labelling speed against LeRobot's loop on a 50 fps dataset (an integer rate ratio):
+    models/tools/.venv/bin/python models/tools/make_fullsize_bundle.py --fps 10 --out models/tools/work/sarm-fullsize-10hz
 
 Output is git-ignored (models/tools/work/). About 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -38,7 +41,13 @@ OUT = WORK / "sarm-fullsize"
 TASK = "transfer the cube from the left arm to the right arm"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fps", type=float, default=30.0,
+                    help="the bundle's clock ([window] fps); 10 for a 50 fps dataset against LeRobot's loop")
+    ap.add_argument("--out", type=Path, default=OUT, help="bundle folder to write")
+    opts = ap.parse_args(argv)
+    out = opts.out
     from lerobot.policies.sarm.configuration_sarm import SARMConfig
     from lerobot.policies.sarm.modeling_sarm import SARMRewardModel
 
@@ -62,7 +71,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(CHECKPOINT))
     argv = [
-        "--checkpoint", str(CHECKPOINT), "--out", str(OUT), "--task", TASK, "--fps", "30",
+        "--checkpoint", str(CHECKPOINT), "--out", str(out), "--task", TASK, "--fps", f"{opts.fps:g}",
         "--calibration", "32", "--seed", str(SEED), "--skip-tract-check", "--name", "sarm-fullsize",
         "--description", "LeRobot SARM at its default size with random weights, for benchmarks only",
     ]
@@ -71,8 +80,8 @@ def main() -> int:
     args = bundle_mod.build_parser().parse_args(argv)
     bundle_mod.export_bundle(args, ctx)
     frames = [np.asarray(render_transfer_frame(i / 47, variant=v)) for v in (0, 1) for i in range(0, 48, 3)]
-    add_int8_encoder(OUT, frames, "rendered synthetic frames (scene.render_transfer_frame)", 64, SEED)
-    print(f"[fullsize] wrote {OUT}", flush=True)
+    add_int8_encoder(out, frames, "rendered synthetic frames (scene.render_transfer_frame)", 64, SEED)
+    print(f"[fullsize] wrote {out}", flush=True)
     return 0
 
 

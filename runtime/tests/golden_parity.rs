@@ -215,16 +215,22 @@ fn check_every_window(batch: usize) {
         let tol = tolerance(TOLERANCES, &backend, precision);
         let strict = tol.agreement >= 1.0;
         let mut rm = load_reward(&bundle, &backend, precision, &g.task, batch);
-        let batched = (batch > 1).then(|| run_batched(&mut rm, &bundle, &g));
-        let mut batched = batched.into_iter().flatten();
+        // Batch 1 goes through the node's per-window calls, larger batches through run_batch.
+        let all_scores = if batch > 1 {
+            run_batched(&mut rm, &bundle, &g)
+        } else {
+            g.episodes
+                .iter()
+                .flat_map(|ep| ep.windows.iter().map(move |w| (ep, w)))
+                .map(|(ep, w)| run_window(&mut rm, &bundle, ep, w))
+                .collect()
+        };
+        let mut all_scores = all_scores.into_iter();
         let (mut agree, mut total, mut max_diff, mut sum_diff) = (0usize, 0usize, 0.0f32, 0.0f64);
         let mut positions = 0;
         for ep in &g.episodes {
             for w in &ep.windows {
-                let scores = match batched.next() {
-                    Some(s) => s,
-                    None => run_window(&mut rm, &bundle, ep, w),
-                };
+                let scores = all_scores.next().expect("one score per golden window");
                 for kind in heads(&bundle) {
                     let ours = scores.head(kind).unwrap();
                     let gold = &w.heads[kind.as_str()];

@@ -75,7 +75,6 @@ pub struct Models {
     encoder: ImageEncoder,
     /// The encoder's output for one batch, `image_dim` values per frame.
     batch_features: Vec<f32>,
-    encode_batch: usize,
     reward: RewardModel,
     normalizer: StateNormalizer,
     /// One score buffer per window slot of a batch.
@@ -103,7 +102,6 @@ impl Models {
         let m = &bundle.manifest;
         Ok(Models {
             batch_features: vec![0.0; encode_batch * encoder.output_dim()],
-            encode_batch,
             encoder,
             reward,
             normalizer: StateNormalizer::new(&m.state),
@@ -209,7 +207,7 @@ pub fn label_episode(
         .iter()
         .map(|&f| input.from_timestamp + data.timestamp[f])
         .collect();
-    let encode_batch = models.encode_batch;
+    let encode_batch = models.encoder.batch();
     let mut batch: Vec<(usize, RgbImage)> = Vec::with_capacity(encode_batch);
     let mut spare: Vec<RgbImage> = Vec::new();
     let mut next_window = 0usize;
